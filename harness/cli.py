@@ -1,0 +1,225 @@
+"""Command line: argument parsing, output formatting, exit codes. The work happens in api.
+
+Exit codes: 0 success, 2 bad usage or input, 1 a run that failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import harness
+from harness.errors import HarnessError, UsageError
+
+log = logging.getLogger("harness")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed '{text}': expected a non-negative integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid seed '{text}': expected a non-negative integer")
+    return value
+
+
+def _seed_list(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of seeds, e.g. 0,1,2")
+    return [_seed(p) for p in parts]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Multimodal task-suite benchmark harness.")
+    parser.add_argument("--version", action="version", version=f"harness {harness.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p_list = sub.add_parser("list", help="list tasks, backbones, protocols or stored runs")
+    p_list.add_argument("what", nargs="?", choices=("tasks", "backbones", "protocols", "runs"), default=None)
+    p_list.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    p_run = sub.add_parser("run", help="fine-tune and evaluate a backbone on a task")
+    p_run.add_argument("--task", required=True, help="task name (see 'harness list tasks')")
+    p_run.add_argument("--backbone", help="registered backbone, hub id or local model folder (default: the task's)")
+    p_run.add_argument("--protocol", help="smoke | quick | standard (default: the task's, usually quick)")
+    seeds = p_run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seed, help="one seed (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list, help="several seeds, e.g. 0,1,2")
+    p_run.add_argument("--adapt", help="frozen | full | partial:N (default: the task's, usually full)")
+    p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p_run.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_run.add_argument("--force", action="store_true", help="rerun even if an identical complete run exists")
+    p_run.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
+    p_run.add_argument("--json", action="store_true", help="print the run records as JSON on stdout")
+    p_run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p_show = sub.add_parser("show", help="show a stored run")
+    p_show.add_argument("run_id", help="run id (or an unambiguous prefix)")
+    p_show.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_show.add_argument("--json", action="store_true", help="print the run record as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    _setup_logging(debug)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show}[args.command](args)
+    except HarnessError as exc:
+        if debug:
+            log.exception("details")
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted (an unfinished run restarts cleanly when run again)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"harness: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+def _setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+
+
+# --- commands ---------------------------------------------------------------------------------
+def _cmd_list(args: argparse.Namespace) -> int:
+    from harness import api
+
+    sections = [args.what] if args.what else ["tasks", "backbones"]
+    data: dict[str, list[dict[str, Any]]] = {}
+    for section in sections:
+        if section == "tasks":
+            data[section] = api.list_tasks()
+        elif section == "backbones":
+            data[section] = api.list_backbones()
+        elif section == "protocols":
+            data[section] = api.list_protocols()
+        else:
+            data[section] = api.list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps(data if len(sections) > 1 else data[sections[0]], indent=2))
+        return 0
+    columns = {
+        "tasks": ["name", "modality", "kind", "primary_metric", "default_backbone", "version", "origin"],
+        "backbones": ["name", "modality", "feature_dim", "num_layers", "params", "license", "origin"],
+        "protocols": ["task", "name", "epochs", "batch_size", "lr", "head_lr", "train_limit", "test_limit"],
+        "runs": ["run_id", "status", "task", "backbone", "adapt", "protocol", "seed", "primary_metric",
+                 "primary_value"],
+    }
+    for i, section in enumerate(sections):
+        if len(sections) > 1:
+            print(("\n" if i else "") + section.upper())
+        print(_table(data[section], columns[section]) if data[section] else f"(no {section})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness import api
+
+    seeds = args.seeds or [args.seed if args.seed is not None else 0]
+    if args.quiet:
+        log.setLevel(logging.WARNING)
+    outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
+                       device=args.device, runs_dir=args.runs_dir, force=args.force,
+                       deterministic=args.deterministic, progress=not args.quiet)
+    records = [o.record for o in outcomes]
+    if args.json:
+        print(json.dumps(records if len(records) > 1 else records[0], indent=2))
+        return 0
+    for outcome in outcomes:
+        print(_summary(outcome.record, reused=outcome.reused))
+    if len(records) > 1:
+        print(_seed_summary(records))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from harness import api
+
+    record = api.show(args.run_id, args.runs_dir)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(_summary(record, reused=False, detail=True))
+    return 0
+
+
+# --- formatting -------------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [columns] + [[_fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def _summary(record: dict[str, Any], reused: bool, detail: bool = False) -> str:
+    head = (f"{record['task']}  backbone {record['backbone']}  adapt {record['adapt']}  "
+            f"protocol {record['protocol']}  seed {record['seed']}")
+    lines = [head, f"  run {record['run_id']}  status {record['status']}"
+                   + ("  (stored result reused; --force reruns)" if reused else "")]
+    if record.get("status") != "complete":
+        lines.append(f"  error: {record.get('error', 'unfinished')}")
+        return "\n".join(lines)
+    metrics = record["metrics"]
+    primary = record["primary_metric"]
+    main = [f"{primary} {metrics[primary]:.4f}"] + [
+        f"{k} {v:.4f}" for k, v in metrics.items() if k != primary and not k.startswith("f1_")]
+    lines.append(f"  test ({record['n_examples']} examples): " + "  ".join(main))
+    per_type = {k[3:]: v for k, v in metrics.items() if k.startswith("f1_")}
+    if per_type:
+        lines.append("  F1 per type: " + "  ".join(f"{k} {v:.3f}" for k, v in per_type.items()))
+    timing = record.get("timing", {})
+    if timing:
+        lines.append(f"  time: train {timing.get('train_s', 0):.1f}s, test {timing.get('eval_s', 0):.1f}s, "
+                     f"{timing.get('train_examples_per_s', 0):.1f} train examples/s, "
+                     f"peak memory {timing.get('peak_mem_mb', 0):.0f} MB")
+    if detail:
+        lines.append(f"  best epoch {record.get('best_epoch')}  config hash {record['config_hash'][:16]}  "
+                     f"created {record['created_at']}")
+        env = record.get("env", {})
+        lines.append("  env: " + "  ".join(f"{k} {v}" for k, v in env.items() if v))
+    return "\n".join(lines)
+
+
+def _seed_summary(records: list[dict[str, Any]]) -> str:
+    import statistics
+
+    done = [r for r in records if r.get("status") == "complete"]
+    if not done:
+        return "no complete runs"
+    metric = done[0]["primary_metric"]
+    values = [r["primary"] for r in done]
+    spread = f" ± {statistics.stdev(values):.4f} (sd)" if len(values) > 1 else ""
+    return (f"{done[0]['task']} over {len(values)} seeds: {metric} mean {statistics.fmean(values):.4f}{spread}, "
+            f"min {min(values):.4f}, max {max(values):.4f}")

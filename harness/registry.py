@@ -1,0 +1,157 @@
+"""Registry[T]: named, lazily loaded plugin entries.
+
+Entries come from two places that meet in one table:
+- entry points (`importlib.metadata`) of a group, e.g. `harness.tasks`, recorded as lazy "module:attr"
+  strings and imported on first use only;
+- a decorator (`@register_task`, `@register_backbone`) run when a module is imported.
+
+When an entry point's module is imported, its decorator registers the real object under the same name
+and the same origin ("module:qualname"); that replaces the lazy entry. The same name from two different
+origins is an error that names both. Unknown names get a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Generic, TypeVar
+
+from harness.errors import UsageError
+
+T = TypeVar("T")
+
+
+class DuplicateEntryError(UsageError):
+    """Two different places register the same name."""
+
+
+class UnknownEntryError(UsageError):
+    """A name that no plugin registers."""
+
+
+@dataclass
+class _Entry:
+    origin: str  # "module:qualname" of the object, or of the entry point's target
+    source: str  # who declared it: "entry point of <dist>" or "decorator"
+    target: Any = None  # the loaded object, None while lazy
+
+    @property
+    def loaded(self) -> bool:
+        return self.target is not None
+
+
+def origin_of(obj: Any) -> str:
+    """The "module:qualname" string an entry point would use for `obj`."""
+    return f"{obj.__module__}:{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str, validate: Callable[[str, Any], T] | None = None):
+        self.kind = kind  # "task", "backbone": used in messages
+        self.group = group  # entry-point group
+        self._validate = validate
+        self._entries: dict[str, _Entry] = {}
+        self._entry_points_scanned = False
+
+    # --- registration -------------------------------------------------------------------------
+    def add(self, name: str, obj: T, origin: str | None = None) -> T:
+        """Register a loaded object. Replaces a lazy entry of the same origin; else a duplicate."""
+        origin = origin or origin_of(obj)
+        existing = self._entries.get(name)
+        if existing is not None and existing.origin != origin:
+            raise DuplicateEntryError(
+                f"duplicate {self.kind} '{name}': defined in {existing.origin} ({existing.source}) "
+                f"and in {origin}"
+            )
+        if existing is not None and existing.loaded and existing.target is not obj:
+            # Same origin loaded twice (module re-import): keep the first object, it is equivalent.
+            return existing.target
+        source = existing.source if existing is not None else "decorator"
+        self._entries[name] = _Entry(origin=origin, source=source, target=obj)
+        return obj
+
+    def add_lazy(self, name: str, origin: str, source: str) -> None:
+        existing = self._entries.get(name)
+        if existing is not None:
+            if existing.origin == origin:
+                return
+            raise DuplicateEntryError(
+                f"duplicate {self.kind} '{name}': defined in {existing.origin} ({existing.source}) "
+                f"and in {origin} ({source})"
+            )
+        self._entries[name] = _Entry(origin=origin, source=source)
+
+    def scan_entry_points(self) -> None:
+        """Record every installed distribution's entry points of this group (imports nothing)."""
+        if self._entry_points_scanned:
+            return
+        self._entry_points_scanned = True
+        seen: set[tuple[str, str]] = set()
+        for ep in metadata.entry_points(group=self.group):
+            if (ep.name, ep.value) in seen:  # the same distribution visible twice on sys.path
+                continue
+            seen.add((ep.name, ep.value))
+            dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+            self.add_lazy(ep.name, ep.value.replace(" ", ""), f"entry point of {dist}")
+
+    # --- lookup -------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        self.scan_entry_points()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self.scan_entry_points()
+        return name in self._entries
+
+    def origin(self, name: str) -> str:
+        return self._entry(name).origin
+
+    def source(self, name: str) -> str:
+        return self._entry(name).source
+
+    def get(self, name: str) -> T:
+        entry = self._entry(name)
+        if not entry.loaded:
+            self._load(name, entry)
+        return self._entries[name].target
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        for name in self.names():
+            yield name, self.get(name)
+
+    def suggest(self, name: str) -> list[str]:
+        return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+
+    def unknown(self, name: str) -> UnknownEntryError:
+        hint = self.suggest(name)
+        did_you_mean = f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+        known = "" if hint else f" (known: {', '.join(self.names()) or 'none'})"
+        return UnknownEntryError(f"unknown {self.kind} '{name}'{did_you_mean}{known}")
+
+    def _entry(self, name: str) -> _Entry:
+        self.scan_entry_points()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise self.unknown(name) from None
+
+    def _load(self, name: str, entry: _Entry) -> None:
+        module_name, _, attr = entry.origin.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            obj: Any = module
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(
+                f"{self.kind} '{name}' could not be loaded from {entry.origin} ({entry.source}): {exc}"
+            ) from exc
+        current = self._entries[name]
+        if current.loaded:  # the module's decorator registered it while importing
+            return
+        if self._validate is not None:
+            obj = self._validate(name, obj)
+        self.add(name, obj, origin=entry.origin)

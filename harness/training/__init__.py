@@ -1,0 +1,1 @@
+"""Standardised training loops (imports torch: loaded only when a run starts)."""

@@ -1,0 +1,57 @@
+"""Backbone + featurizer + head, with the adaptation mode applied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.adaptation import Adaptation
+from harness.backbones.featurizer import build_featurizer
+
+
+class TaskModel(nn.Module):
+    def __init__(self, backbone: nn.Module, featurizer: nn.Module, head: nn.Module, adaptation: Adaptation):
+        super().__init__()
+        self.backbone = backbone
+        self.featurizer = featurizer
+        self.head = head
+        self.adaptation = adaptation
+        apply_adaptation(backbone, adaptation)
+
+    def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        if self.adaptation.mode == "frozen":
+            with torch.no_grad():
+                features = self.backbone(**inputs)
+        else:
+            features = self.backbone(**inputs)
+        return self.head(self.featurizer(features.hidden_states), features.mask)
+
+    def train(self, mode: bool = True) -> TaskModel:
+        super().train(mode)
+        if self.adaptation.mode == "frozen":
+            self.backbone.eval()  # a frozen backbone is a fixed function: no dropout noise
+        return self
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The weights a run changes (head, layer mix, trained backbone layers), detached on CPU."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {n: t.detach().to("cpu", copy=True) for n, t in self.state_dict().items() if n in names}
+
+
+def apply_adaptation(backbone: nn.Module, adaptation: Adaptation) -> None:
+    train_all = adaptation.mode == "full"
+    for p in backbone.parameters():
+        p.requires_grad_(train_all)
+    if adaptation.mode == "partial":
+        for group in backbone.layer_groups()[-adaptation.layers:]:
+            for p in group.parameters():
+                p.requires_grad_(True)
+
+
+def build_task_model(task: Any, spec: Any, backbone: nn.Module, protocol: Any, adaptation: Adaptation) -> TaskModel:
+    adaptation.check_layers(backbone.num_layers, spec.name)
+    featurizer = build_featurizer(protocol.layer_mix, backbone.num_layers + 1)
+    head = task.build_head(spec, backbone.feature_dim)
+    return TaskModel(backbone, featurizer, head, adaptation)

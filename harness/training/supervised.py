@@ -1,0 +1,173 @@
+"""The one supervised loop every supervised task runs through, whatever its modality.
+
+The task supplies data (load_split), batching (collate) and the loss/prediction step; the backbone
+adapter supplies features. Nothing here knows about text, images or audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from harness.errors import RunFailed
+from harness.progress import ProgressReporter
+from harness.protocol import TrainingProtocol
+from harness.task import Example
+from harness.training.model import TaskModel
+from harness.training.seeding import seed_everything
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    ids: list[str]
+    preds: list[Any]
+    refs: list[Any]
+    loss: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    test: EvalResult
+    best_epoch: int
+    dev_history: list[dict[str, float]] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    trainable_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_train: int = 0
+    n_dev: int = 0
+
+
+def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
+                       progress: ProgressReporter, deterministic: bool = False) -> TrainResult:
+    from accelerate import Accelerator
+    from accelerate.utils import send_to_device
+    from transformers import get_linear_schedule_with_warmup
+
+    generator = seed_everything(seed, deterministic)
+    train = task.load_split("train", protocol.train_limit)
+    dev = task.load_split("dev", protocol.dev_limit)
+    test = task.load_split("test", protocol.test_limit)
+    log.info("data: %d train, %d dev, %d test examples", len(train), len(dev), len(test))
+
+    collate = partial(task.collate, backbone=model.backbone, protocol=protocol)
+    train_loader = DataLoader(train, batch_size=protocol.batch_size, shuffle=True, generator=generator,
+                              collate_fn=collate)
+    # bf16 autocast only where it pays and is safe: CUDA. CPU runs stay in fp32.
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device == "cuda" else "no")
+    optimizer = torch.optim.AdamW(_param_groups(model, protocol))
+    total_steps = max(1, protocol.epochs * len(train_loader))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    primary = task.spec.primary
+
+    best_value, best_epoch, best_state = -math.inf, 0, None
+    history: list[dict[str, float]] = []
+    train_seconds = 0.0
+    for epoch in range(1, protocol.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        running, seen = 0.0, 0
+        with progress.phase(f"epoch {epoch}/{protocol.epochs}", len(train_loader)) as update:
+            for step, batch in enumerate(train_loader, 1):
+                batch = send_to_device(batch, accelerator.device)
+                with accelerator.autocast():
+                    out = task.step(model, batch)
+                if not torch.isfinite(out.loss.detach()):
+                    raise RunFailed(f"loss became {out.loss.item()} at epoch {epoch} step {step}; "
+                                    "the run is stopped (try a lower learning rate)")
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(out.loss)
+                if protocol.grad_clip:
+                    accelerator.clip_grad_norm_(trainable, protocol.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                running += out.loss.item() * len(out.refs)
+                seen += len(out.refs)
+                update(loss=running / max(seen, 1))
+        train_seconds += time.perf_counter() - started
+        dev_result = evaluate(task, model, dev, protocol, accelerator, progress, f"dev {epoch}")
+        value = dev_result.metrics[primary.name] * (1 if primary.higher_is_better else -1)
+        history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "dev_loss": dev_result.loss,
+                        **{f"dev_{k}": v for k, v in dev_result.metrics.items()}})
+        log.info("epoch %d: train loss %.4f, dev %s %.4f", epoch, running / max(seen, 1), primary.name,
+                 dev_result.metrics[primary.name])
+        if value > best_value:  # ties keep the earlier epoch
+            best_value, best_epoch = value, epoch
+            best_state = accelerator.unwrap_model(model).trainable_state()
+
+    unwrapped = accelerator.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state, strict=False)
+    log.info("testing the checkpoint of epoch %d (best dev %s)", best_epoch, primary.name)
+    test_result = evaluate(task, model, test, protocol, accelerator, progress, "test")
+    timing = {
+        "train_s": round(train_seconds, 3),
+        "eval_s": round(test_result.seconds, 3),
+        "train_examples_per_s": round(len(train) * protocol.epochs / max(train_seconds, 1e-9), 2),
+        "eval_examples_per_s": round(len(test) / max(test_result.seconds, 1e-9), 2),
+        "peak_mem_mb": _peak_memory_mb(device),
+    }
+    return TrainResult(test=test_result, best_epoch=best_epoch, dev_history=history, timing=timing,
+                       trainable_state=unwrapped.trainable_state(), n_train=len(train), n_dev=len(dev))
+
+
+def evaluate(task: Any, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
+             accelerator: Any, progress: ProgressReporter, label: str) -> EvalResult:
+    from accelerate.utils import send_to_device
+
+    backbone = getattr(model, "module", model).backbone
+    loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False,
+                        collate_fn=partial(task.collate, backbone=backbone, protocol=protocol))
+    model.eval()
+    ids: list[str] = []
+    preds: list[Any] = []
+    refs: list[Any] = []
+    loss_sum = 0.0
+    started = time.perf_counter()
+    with torch.no_grad(), progress.phase(label, len(loader)) as update:
+        for batch in loader:
+            ids.extend(batch["ids"])
+            batch = send_to_device(batch, accelerator.device)
+            with accelerator.autocast():
+                out = task.step(model, batch)
+            loss_sum += out.loss.float().item() * len(out.refs)
+            preds.extend(out.preds)
+            refs.extend(out.refs)
+            update()
+    seconds = time.perf_counter() - started
+    metrics = task.compute_metrics(preds, refs)
+    return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
+
+
+def _param_groups(model: TaskModel, protocol: TrainingProtocol) -> list[dict[str, Any]]:
+    """Backbone at lr, head and layer mix at head_lr; no weight decay on biases and norms."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = not name.startswith("backbone.")
+        no_decay = param.ndim < 2
+        groups.setdefault((is_head, no_decay), []).append(param)
+    return [
+        {"params": params, "lr": protocol.head_lr if is_head else protocol.lr,
+         "weight_decay": 0.0 if no_decay else protocol.weight_decay}
+        for (is_head, no_decay), params in groups.items()
+    ]
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device == "cuda" and torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB; process RSS

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = [sys.executable, "-m", "harness"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests never reach a hub: the defaults must work offline.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def cli_env(runs_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "HARNESS_RUNS_DIR": str(runs_dir), "PYTHONUNBUFFERED": "1"}, **extra)
+    return env
+
+
+def run_cli(*args: str, runs_dir: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(runs_dir, **extra_env), cwd=runs_dir.parent)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-initialised BERT with MiniLM's real tokenizer: fast unit tests of real code paths."""
+    from transformers import BertConfig, BertModel
+
+    from harness.backbones.catalog import minilm  # noqa: F401  (registers the packaged backbone)
+    from harness.backbones.spec import BACKBONES
+
+    source = BACKBONES.get("minilm").resolve().path
+    target = tmp_path_factory.mktemp("tiny-bert")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (source / name).exists():
+            shutil.copy(source / name, target / name)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(target)
+    return target

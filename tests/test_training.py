@@ -1,0 +1,88 @@
+"""The supervised loop on a tiny random BERT: adaptation modes, seeding, failure handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.adaptation import Adaptation
+from harness.backbones.spec import resolve_backbone
+from harness.errors import RunFailed
+from harness.progress import ProgressReporter
+from harness.task import StepOutput, get_task
+from harness.training.model import build_task_model
+from harness.training.seeding import seed_everything
+from harness.training.supervised import train_and_evaluate
+
+TINY = dict(epochs=2, batch_size=8, eval_batch_size=16, train_limit=24, dev_limit=8, test_limit=8, lr=1e-3)
+
+
+def _train(backbone_dir: Path, adapt: str, seed: int = 0, task=None, **protocol_changes):
+    task = task or get_task("ner")
+    protocol = task.protocols["smoke"].with_changes(**(TINY | protocol_changes))
+    spec = resolve_backbone(str(backbone_dir), "text")
+    seed_everything(seed)
+    backbone = spec.build()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = build_task_model(task, spec, backbone, protocol, Adaptation.parse(adapt))
+    result = train_and_evaluate(task, model, protocol, seed, "cpu", ProgressReporter(enabled=False))
+    after = model.backbone.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    return result, changed
+
+
+def test_frozen_keeps_backbone_weights(tiny_text_backbone: Path) -> None:
+    result, changed = _train(tiny_text_backbone, "frozen", layer_mix="weighted")
+    assert changed == set()
+    assert set(result.trainable_state) == {"featurizer.logits", "head.classifier.weight", "head.classifier.bias"}
+    assert 0.0 <= result.test.metrics["entity_f1"] <= 1.0
+    assert len(result.test.preds) == len(result.test.refs) == 8
+
+
+def test_partial_trains_only_top_layers(tiny_text_backbone: Path) -> None:
+    _, changed = _train(tiny_text_backbone, "partial:1")
+    assert changed, "the top layer should train"
+    assert all(".layer.1." in k for k in changed), sorted(changed)
+
+
+def test_full_trains_embeddings_too(tiny_text_backbone: Path) -> None:
+    _, changed = _train(tiny_text_backbone, "full")
+    assert any("embeddings" in k for k in changed)
+    assert any(".layer.0." in k for k in changed)
+
+
+def test_same_seed_same_result_different_seed_differs(tiny_text_backbone: Path) -> None:
+    a, _ = _train(tiny_text_backbone, "full", seed=1)
+    b, _ = _train(tiny_text_backbone, "full", seed=1)
+    c, _ = _train(tiny_text_backbone, "full", seed=2)
+    assert a.test.metrics == b.test.metrics
+    assert a.dev_history == b.dev_history
+    for name, tensor in a.trainable_state.items():
+        assert torch.equal(tensor, b.trainable_state[name]), name
+    assert any(not torch.equal(t, c.trainable_state[n]) for n, t in a.trainable_state.items())
+
+
+def test_best_dev_epoch_is_the_one_tested(tiny_text_backbone: Path) -> None:
+    result, _ = _train(tiny_text_backbone, "full", epochs=3)
+    dev = [h["dev_entity_f1"] for h in result.dev_history]
+    assert len(dev) == 3
+    assert dev[result.best_epoch - 1] == max(dev)
+    assert result.timing["train_s"] > 0 and result.timing["peak_mem_mb"] > 0
+
+
+def test_non_finite_loss_stops_the_run(tiny_text_backbone: Path) -> None:
+    class ExplodingNer(type(get_task("ner"))):
+        def step(self, model, batch) -> StepOutput:
+            out = super().step(model, batch)
+            return StepOutput(out.loss * float("nan"), out.preds, out.refs)
+
+    with pytest.raises(RunFailed, match=r"loss became nan at epoch 1 step 1"):
+        _train(tiny_text_backbone, "full", task=ExplodingNer())
+
+
+def test_sequence_classification_on_tiny_backbone(tiny_text_backbone: Path) -> None:
+    result, _ = _train(tiny_text_backbone, "full", task=get_task("sentiment"))
+    assert set(result.test.metrics) == {"accuracy", "macro_f1"}
+    assert set(result.test.preds) <= {"negative", "neutral", "positive"}
