@@ -79,9 +79,9 @@ class RunOutcome:
 
 
 def plan_runs(task: str, backbone: str | None = None, protocol: str | None = None,
-              seeds: Sequence[int] = (0,), adapt: str | None = None,
-              deterministic: bool = False) -> list[RunPlan]:
-    task_obj = TASKS.get(task)()
+              seeds: Sequence[int] = (0,), adapt: str | None = None, deterministic: bool = False,
+              data_dir: str | None = None) -> list[RunPlan]:
+    task_obj = TASKS.get(task)(data_dir=data_dir) if data_dir else TASKS.get(task)()
     spec = task_obj.spec
     protocol_name = protocol or spec.default_protocol
     if protocol_name not in task_obj.protocols:
@@ -118,12 +118,13 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | None = Non
 
 def run(task: str, backbone: str | None = None, protocol: str | None = None, seeds: Sequence[int] = (0,),
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
-        force: bool = False, deterministic: bool = False, progress: bool = True) -> list[RunOutcome]:
+        force: bool = False, deterministic: bool = False, progress: bool = True,
+        data_dir: str | None = None) -> list[RunOutcome]:
     """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force."""
     if device not in DEVICES:
         raise UsageError(f"invalid device '{device}' (use {', '.join(DEVICES)})")
     store = RunStore(runs_dir or default_runs_dir())
-    plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic)
+    plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic, data_dir)
     outcomes = []
     for plan in plans:
         stored = None if force else store.find_complete(plan.run_id, plan.config_hash)
@@ -191,7 +192,20 @@ def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
     seed_everything(plan.seed, plan.deterministic)  # the head's initialisation depends on it too
     backbone = plan.backbone.build(plan.asset)
     model = build_task_model(plan.task, plan.backbone, backbone, plan.protocol, plan.adaptation)
-    return train_and_evaluate(plan.task, model, plan.protocol, plan.seed, device, progress, plan.deterministic)
+    return train_and_evaluate(plan.task, model, plan.protocol, plan.seed, device, progress, plan.deterministic,
+                              feature_cache=_feature_cache(plan))
+
+
+def _feature_cache(plan: RunPlan) -> Any:
+    """The frozen-feature cache for this run's (backbone, preprocessing, data) identity, if it applies."""
+    if plan.adaptation.mode != "frozen" or not getattr(plan.task, "pooled_features", False):
+        return None
+    from harness.training.feature_cache import FeatureCache
+
+    config = plan.config
+    return FeatureCache({"backbone": config["backbone"], "revision": config["backbone_revision"],
+                         "task": config["task"], "task_version": config["task_version"], "data": config["data"],
+                         "inputs": config["protocol"]["inputs"]})
 
 
 def _base_record(plan: RunPlan, device: str) -> dict[str, Any]:

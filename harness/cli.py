@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed", type=_seed, help="one seed (default 0)")
     seeds.add_argument("--seeds", type=_seed_list, help="several seeds, e.g. 0,1,2")
     p_run.add_argument("--adapt", help="frozen | full | partial:N (default: the task's, usually full)")
+    p_run.add_argument("--data-dir", help="where the task's data is, for tasks whose data is not packaged")
     p_run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p_run.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
     p_run.add_argument("--force", action="store_true", help="rerun even if an identical complete run exists")
@@ -146,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.setLevel(logging.WARNING)
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
-                       deterministic=args.deterministic, progress=not args.quiet)
+                       deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir)
     records = [o.record for o in outcomes]
     if args.json:
         print(json.dumps(records if len(records) > 1 else records[0], indent=2))

@@ -63,13 +63,23 @@ def entity_scores(preds: Sequence[Sequence[str]], refs: Sequence[Sequence[str]])
     return scores
 
 
-def classification_scores(preds: Sequence[int], refs: Sequence[int], num_classes: int) -> dict[str, float]:
-    """Accuracy and macro-F1 (every class weighs the same, including ones never predicted)."""
+def classification_scores(preds: Sequence[int], refs: Sequence[int], num_classes: int,
+                          probs: Sequence[Sequence[float]] | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 (every class weighs the same, including ones never predicted); with class
+    probabilities also the expected calibration error (15 equal-width confidence bins, L1)."""
     import torch
-    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_calibration_error,
+        multiclass_f1_score,
+    )
 
     p, r = torch.tensor(list(preds)), torch.tensor(list(refs))
-    return {
+    scores = {
         "accuracy": multiclass_accuracy(p, r, num_classes=num_classes, average="micro").item(),
         "macro_f1": multiclass_f1_score(p, r, num_classes=num_classes, average="macro").item(),
     }
+    if probs is not None:
+        scores["ece"] = multiclass_calibration_error(torch.tensor(list(probs), dtype=torch.float32), r,
+                                                     num_classes=num_classes, n_bins=15, norm="l1").item()
+    return scores

@@ -100,11 +100,58 @@ class SupervisedTask(Protocol):
 
     def build_head(self, backbone: BackboneSpec, feature_dim: int) -> torch.nn.Module: ...
 
-    def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> dict[str, Any]: ...
+    def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
+                train: bool = False) -> dict[str, Any]:
+        """Batch rows for the backbone: {"ids": [...], "inputs": {...backbone kwargs}, ...targets}."""
+        ...
 
     def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput: ...
 
     def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]: ...
+
+
+SPLITS = ("train", "dev", "test")
+
+
+class DatasetTask:
+    """Base for tasks whose data is a fixed train/dev/test split held in memory.
+
+    Subclasses set `spec`, `protocols`, `label_names` and implement `read_splits()` and
+    `data_fingerprint()`. `data_dir` is where the user keeps the data (`harness run --data-dir`), for
+    tasks whose data is not packaged; tasks that need none leave `accepts_data_dir` False.
+    """
+
+    spec: ClassVar[TaskSpec]
+    protocols: ClassVar[Mapping[str, TrainingProtocol]]
+    label_names: ClassVar[tuple[str, ...]] = ()
+    accepts_data_dir: ClassVar[bool] = False
+    # True when the head only sees a masked mean over positions: frozen features can then be cached pooled.
+    pooled_features: ClassVar[bool] = False
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        if data_dir is not None and not self.accepts_data_dir:
+            raise UsageError(f"task '{self.spec.name}' takes no --data-dir (its data is packaged)")
+        self.data_dir = data_dir
+        self._splits: dict[str, list[Example]] | None = None
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.label_names
+
+    def read_splits(self) -> dict[str, list[Example]]:
+        """Every split's examples, in a fixed order."""
+        raise NotImplementedError
+
+    def data_fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def load_split(self, split: str, limit: int | None = None) -> list[Example]:
+        if split not in SPLITS:
+            raise UsageError(f"unknown split '{split}' (use {', '.join(SPLITS)})")
+        if self._splits is None:
+            self._splits = self.read_splits()
+        rows = self._splits[split]
+        return rows if limit is None else rows[:limit]
 
 
 def _validate_task(name: str, obj: Any) -> Any:

@@ -6,53 +6,22 @@ subclass, set `spec`, `protocols` and `label_names`, implement `read_splits()` a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from harness.errors import UsageError
-from harness.metrics import classification_scores, entity_scores
+from harness.classification import ClassificationTask
+from harness.metrics import entity_scores
 from harness.protocol import TrainingProtocol
-from harness.task import Example, StepOutput, TaskSpec
+from harness.task import DatasetTask, Example, StepOutput
 
 if TYPE_CHECKING:
     import torch
 
-SPLITS = ("train", "dev", "test")
+
+def _max_length(protocol: TrainingProtocol) -> int:
+    return int(protocol.inputs.get("max_length", 128))
 
 
-class _TextTask:
-    spec: ClassVar[TaskSpec]
-    protocols: ClassVar[Mapping[str, TrainingProtocol]]
-    label_names: ClassVar[tuple[str, ...]]
-
-    def __init__(self) -> None:
-        self._splits: dict[str, list[Example]] | None = None
-
-    @property
-    def labels(self) -> Sequence[str]:
-        return self.label_names
-
-    def read_splits(self) -> dict[str, list[Example]]:
-        """Every split's examples, in a fixed order. Implemented by each task."""
-        raise NotImplementedError
-
-    def data_fingerprint(self) -> str:
-        raise NotImplementedError
-
-    def load_split(self, split: str, limit: int | None = None) -> list[Example]:
-        if split not in SPLITS:
-            raise UsageError(f"unknown split '{split}' (use {', '.join(SPLITS)})")
-        if self._splits is None:
-            self._splits = self.read_splits()
-        rows = self._splits[split]
-        return rows if limit is None else rows[:limit]
-
-    @staticmethod
-    def _max_length(protocol: TrainingProtocol) -> int:
-        return int(protocol.inputs.get("max_length", 128))
-
-
-class TokenClassificationTask(_TextTask):
+class TokenClassificationTask(DatasetTask):
     """Word-level BIO tagging. Example.input: list of words; Example.target: list of tags.
 
     The first sub-word of each word carries the word's label (the others are ignored by the loss);
@@ -65,11 +34,12 @@ class TokenClassificationTask(_TextTask):
 
         return TokenClassificationHead(feature_dim, len(self.label_names))
 
-    def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> dict[str, Any]:
+    def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
+                train: bool = False) -> dict[str, Any]:
         import torch
 
         encoded = backbone.tokenizer([r.input for r in rows], is_split_into_words=True, truncation=True,
-                                     max_length=self._max_length(protocol), padding=True, return_tensors="pt")
+                                     max_length=_max_length(protocol), padding=True, return_tensors="pt")
         label_index = {t: i for i, t in enumerate(self.label_names)}
         labels = torch.full(encoded["input_ids"].shape, -100, dtype=torch.long)
         word_index = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
@@ -107,35 +77,11 @@ class TokenClassificationTask(_TextTask):
         return entity_scores(preds, refs)
 
 
-class SequenceClassificationTask(_TextTask):
+class SequenceClassificationTask(ClassificationTask):
     """One label per text. Example.input: the text; Example.target: a label name."""
 
-    def build_head(self, backbone: Any, feature_dim: int) -> torch.nn.Module:
-        from harness.backbones.heads import SequenceClassificationHead
-
-        return SequenceClassificationHead(feature_dim, len(self.label_names))
-
-    def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> dict[str, Any]:
-        import torch
-
+    def collate_inputs(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
+                       train: bool) -> dict[str, Any]:
         encoded = backbone.tokenizer([r.input for r in rows], truncation=True, padding=True,
-                                     max_length=self._max_length(protocol), return_tensors="pt")
-        label_index = {t: i for i, t in enumerate(self.label_names)}
-        return {
-            "ids": [r.id for r in rows],
-            "inputs": {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]},
-            "labels": torch.tensor([label_index[r.target] for r in rows], dtype=torch.long),
-        }
-
-    def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
-        import torch.nn.functional as F
-
-        logits = model(batch["inputs"])
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        preds = [self.label_names[i] for i in logits.argmax(-1).tolist()]
-        refs = [self.label_names[i] for i in batch["labels"].tolist()]
-        return StepOutput(loss=loss, preds=preds, refs=refs)
-
-    def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]:
-        index = {t: i for i, t in enumerate(self.label_names)}
-        return classification_scores([index[p] for p in preds], [index[r] for r in refs], len(self.label_names))
+                                     max_length=_max_length(protocol), return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,26 @@ REPO = Path(__file__).resolve().parent.parent
 HARNESS = [sys.executable, "-m", "harness"]
 
 
+# One cache for the whole session (the synthesised keyword corpus is made once), never the user's.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="harness-test-cache-"))
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests never reach a hub: the defaults must work offline.
+    # Tests never reach a hub or a dataset server: the defaults must work offline.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(SESSION_CACHE))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def cli_env(runs_dir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "HARNESS_RUNS_DIR": str(runs_dir), "PYTHONUNBUFFERED": "1"}, **extra)
+    env.update({"HF_HUB_OFFLINE": "1", "HARNESS_OFFLINE": "1", "HARNESS_RUNS_DIR": str(runs_dir),
+                "HARNESS_CACHE_DIR": str(SESSION_CACHE), "PYTHONUNBUFFERED": "1"}, **extra)
     return env
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import HARNESS, cli_env, run_cli
 
 SCHEMA_FIELDS = {"schema_version", "run_id", "status", "task", "task_version", "backbone", "adapt", "protocol",
@@ -100,7 +101,7 @@ def test_sentiment_smoke_with_two_seeds(runs: Path) -> None:
     records = json.loads(out.stdout)
     assert [r["seed"] for r in records] == [0, 1]
     assert len({r["run_id"] for r in records}) == 2
-    assert all(set(r["metrics"]) == {"accuracy", "macro_f1"} for r in records)
+    assert all(set(r["metrics"]) == {"accuracy", "macro_f1", "ece"} for r in records)
 
 
 def test_run_killed_mid_training_restarts_cleanly(runs: Path) -> None:

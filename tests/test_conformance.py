@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backbones.spec import BACKBONES, resolve_backbone
+from harness.errors import UsageError
 from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
 from harness.task import MODALITIES, TASKS, SupervisedTask, TaskSpec
 
@@ -25,6 +26,12 @@ def test_task_conforms(name: str) -> None:
         protocol = task.protocols[protocol_name]
         assert isinstance(protocol, TrainingProtocol) and protocol.name == protocol_name
         assert protocol.epochs >= 1 and protocol.batch_size >= 1
+    assert BACKBONES.get(spec.default_backbone).modality == spec.modality
+    if task.accepts_data_dir:
+        try:
+            task.data_fingerprint()
+        except UsageError as exc:  # its data is the user's to give (tested with written data elsewhere)
+            pytest.skip(f"no default data for {name}: {exc}")
     assert isinstance(task, SupervisedTask)
     assert task.data_fingerprint() == task.data_fingerprint()
     splits = {s: task.load_split(s) for s in ("train", "dev", "test")}
@@ -33,7 +40,11 @@ def test_task_conforms(name: str) -> None:
     assert len(ids) == len(set(ids)), "example ids must be unique across splits"
     smoke = task.protocols["smoke"]
     assert len(task.load_split("train", smoke.train_limit)) <= (smoke.train_limit or 10**9)
-    assert task.load_split("test")[:5] == type(task)().load_split("test")[:5], "splits must be deterministic"
+    first_ids = [e.id for e in task.load_split("test")[:20]]
+    assert first_ids == [e.id for e in type(task)().load_split("test")[:20]], "splits must be deterministic"
+    targets = [e.target for rows in splits.values() for e in rows]
+    flat = [t for seq in targets for t in seq] if spec.kind == "token-classification" else targets
+    assert set(flat) <= set(task.labels), "every reference must be one of the task's labels"
 
 
 @pytest.mark.parametrize("name", BACKBONE_NAMES)
@@ -43,4 +54,17 @@ def test_backbone_conforms(name: str) -> None:
     assert spec.feature_dim and spec.num_layers and spec.license
     assert resolve_backbone(name, spec.modality) is spec
     asset = spec.resolve()  # offline: the packaged copy
-    assert asset.path.is_dir() and asset.revision
+    assert asset.path.is_dir() and asset.revision and asset.source.startswith("package")
+
+
+@pytest.mark.parametrize("name", BACKBONE_NAMES)
+def test_backbone_metadata_matches_the_built_model(name: str) -> None:
+    """Declared feature_dim, num_layers and params are what the loaded weights really have."""
+    spec = BACKBONES.get(name)
+    backbone = spec.build()
+    if hasattr(backbone, "configure"):  # e.g. Whisper: count the full 30 s positional table, as published
+        backbone.configure({"clip_seconds": 30.0})
+    assert backbone.feature_dim == spec.feature_dim
+    assert backbone.num_layers == spec.num_layers
+    assert sum(p.numel() for p in backbone.parameters()) == spec.params
+    assert len(backbone.layer_groups()) >= 2

@@ -49,3 +49,12 @@ def test_classification_scores_known_case() -> None:
     assert scores["accuracy"] == pytest.approx(0.75)
     # per-class F1: class0 2/3, class1 2/3, class2 1 -> macro 7/9
     assert scores["macro_f1"] == pytest.approx(7 / 9)
+    assert "ece" not in scores
+
+
+def test_expected_calibration_error_known_case() -> None:
+    # Two examples at confidence 0.9 (one right, one wrong) and two at 0.6 (both right):
+    # |0.9 - 0.5| * 2/4 + |0.6 - 1.0| * 2/4 = 0.4
+    probs = [[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]]
+    scores = classification_scores([0, 0, 1, 1], [0, 1, 1, 1], num_classes=2, probs=probs)
+    assert scores["ece"] == pytest.approx(0.4)

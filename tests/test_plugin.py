@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import HARNESS, REPO
 
 PLUGIN = REPO / "tests" / "plugins" / "harness-demo-plugin"

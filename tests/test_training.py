@@ -19,7 +19,7 @@ from harness.training.supervised import train_and_evaluate
 TINY = dict(epochs=2, batch_size=8, eval_batch_size=16, train_limit=24, dev_limit=8, test_limit=8, lr=1e-3)
 
 
-def _train(backbone_dir: Path, adapt: str, seed: int = 0, task=None, **protocol_changes):
+def _train(backbone_dir: Path, adapt: str, seed: int = 0, task=None, feature_cache=None, **protocol_changes):
     task = task or get_task("ner")
     protocol = task.protocols["smoke"].with_changes(**(TINY | protocol_changes))
     spec = resolve_backbone(str(backbone_dir), "text")
@@ -27,7 +27,8 @@ def _train(backbone_dir: Path, adapt: str, seed: int = 0, task=None, **protocol_
     backbone = spec.build()
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     model = build_task_model(task, spec, backbone, protocol, Adaptation.parse(adapt))
-    result = train_and_evaluate(task, model, protocol, seed, "cpu", ProgressReporter(enabled=False))
+    result = train_and_evaluate(task, model, protocol, seed, "cpu", ProgressReporter(enabled=False),
+                                feature_cache=feature_cache)
     after = model.backbone.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     return result, changed
@@ -84,5 +85,31 @@ def test_non_finite_loss_stops_the_run(tiny_text_backbone: Path) -> None:
 
 def test_sequence_classification_on_tiny_backbone(tiny_text_backbone: Path) -> None:
     result, _ = _train(tiny_text_backbone, "full", task=get_task("sentiment"))
-    assert set(result.test.metrics) == {"accuracy", "macro_f1"}
-    assert set(result.test.preds) <= {"negative", "neutral", "positive"}
+    assert set(result.test.metrics) == {"accuracy", "macro_f1", "ece"}
+    assert {p["label"] for p in result.test.preds} <= {"negative", "neutral", "positive"}
+    assert all(abs(sum(p["probs"]) - 1) < 1e-4 for p in result.test.preds)
+
+
+def test_frozen_features_are_cached_and_reused(tiny_text_backbone: Path, tmp_path: Path) -> None:
+    from harness.training.feature_cache import FeatureCache
+
+    task = get_task("sentiment")
+    identity = {"backbone": "tiny", "revision": "r1", "data": task.data_fingerprint()}
+
+    def run(cache, seed=0):
+        return _train(tiny_text_backbone, "frozen", seed=seed, task=task, layer_mix="weighted",
+                      feature_cache=cache)[0]
+
+    uncached = run(None)
+    first = run(FeatureCache(identity, tmp_path))
+    assert first.timing["feature_cache"] == "miss"
+    second = run(FeatureCache(identity, tmp_path))
+    assert second.timing["feature_cache"] == "hit"
+    assert uncached.test.metrics == first.test.metrics == second.test.metrics
+    assert run(FeatureCache(identity, tmp_path), seed=1).timing["feature_cache"] == "hit"
+    # another backbone revision is another cache entry; a damaged file is recomputed, not trusted
+    assert run(FeatureCache(identity | {"revision": "r2"}, tmp_path)).timing["feature_cache"] == "miss"
+    for path in (tmp_path / "features").rglob("*.safetensors"):
+        path.write_bytes(b"garbage")
+    assert run(FeatureCache(identity, tmp_path)).timing["feature_cache"] == "miss"
+    assert run(FeatureCache(identity, tmp_path)).timing["feature_cache"] == "hit"

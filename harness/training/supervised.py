@@ -10,6 +10,7 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ from harness.errors import RunFailed
 from harness.progress import ProgressReporter
 from harness.protocol import TrainingProtocol
 from harness.task import Example
+from harness.training.feature_cache import FeatureCache, pooled_layer_features
 from harness.training.model import TaskModel
 from harness.training.seeding import seed_everything
 
@@ -42,29 +44,32 @@ class TrainResult:
     test: EvalResult
     best_epoch: int
     dev_history: list[dict[str, float]] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
     trainable_state: dict[str, torch.Tensor] = field(default_factory=dict)
     n_train: int = 0
     n_dev: int = 0
 
 
 def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
-                       progress: ProgressReporter, deterministic: bool = False) -> TrainResult:
+                       progress: ProgressReporter, deterministic: bool = False,
+                       feature_cache: FeatureCache | None = None) -> TrainResult:
+    """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
+    head pools (classification), features are computed once per split (through `feature_cache` when
+    given) and the loop trains the head on them; the numbers are the same either way."""
     from accelerate import Accelerator
     from accelerate.utils import send_to_device
     from transformers import get_linear_schedule_with_warmup
 
     generator = seed_everything(seed, deterministic)
-    train = task.load_split("train", protocol.train_limit)
-    dev = task.load_split("dev", protocol.dev_limit)
-    test = task.load_split("test", protocol.test_limit)
-    log.info("data: %d train, %d dev, %d test examples", len(train), len(dev), len(test))
-
-    collate = partial(task.collate, backbone=model.backbone, protocol=protocol)
-    train_loader = DataLoader(train, batch_size=protocol.batch_size, shuffle=True, generator=generator,
-                              collate_fn=collate)
+    splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
+    log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
     # bf16 autocast only where it pays and is safe: CUDA. CPU runs stay in fp32.
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device == "cuda" else "no")
+    timing: dict[str, Any] = {}
+    collates = _collates(task, model, protocol, splits, accelerator, progress, feature_cache, timing)
+
+    train_loader = DataLoader(splits["train"], batch_size=protocol.batch_size, shuffle=True, generator=generator,
+                              collate_fn=collates["train"])
     optimizer = torch.optim.AdamW(_param_groups(model, protocol))
     total_steps = max(1, protocol.epochs * len(train_loader))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
@@ -97,7 +102,8 @@ def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, 
                 seen += len(out.refs)
                 update(loss=running / max(seen, 1))
         train_seconds += time.perf_counter() - started
-        dev_result = evaluate(task, model, dev, protocol, accelerator, progress, f"dev {epoch}")
+        dev_result = evaluate(task, model, splits["dev"], protocol, accelerator, progress, f"dev {epoch}",
+                              collates["dev"])
         value = dev_result.metrics[primary.name] * (1 if primary.higher_is_better else -1)
         history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "dev_loss": dev_result.loss,
                         **{f"dev_{k}": v for k, v in dev_result.metrics.items()}})
@@ -111,25 +117,53 @@ def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, 
     if best_state is not None:
         unwrapped.load_state_dict(best_state, strict=False)
     log.info("testing the checkpoint of epoch %d (best dev %s)", best_epoch, primary.name)
-    test_result = evaluate(task, model, test, protocol, accelerator, progress, "test")
-    timing = {
+    test_result = evaluate(task, model, splits["test"], protocol, accelerator, progress, "test", collates["test"])
+    n_train, n_test = len(splits["train"]), len(splits["test"])
+    timing |= {
         "train_s": round(train_seconds, 3),
         "eval_s": round(test_result.seconds, 3),
-        "train_examples_per_s": round(len(train) * protocol.epochs / max(train_seconds, 1e-9), 2),
-        "eval_examples_per_s": round(len(test) / max(test_result.seconds, 1e-9), 2),
+        "train_examples_per_s": round(n_train * protocol.epochs / max(train_seconds, 1e-9), 2),
+        "eval_examples_per_s": round(n_test / max(test_result.seconds, 1e-9), 2),
         "peak_mem_mb": _peak_memory_mb(device),
     }
     return TrainResult(test=test_result, best_epoch=best_epoch, dev_history=history, timing=timing,
-                       trainable_state=unwrapped.trainable_state(), n_train=len(train), n_dev=len(dev))
+                       trainable_state=unwrapped.trainable_state(), n_train=n_train, n_dev=len(splits["dev"]))
+
+
+def _collates(task: Any, model: TaskModel, protocol: TrainingProtocol, splits: dict[str, list[Example]],
+              accelerator: Any, progress: ProgressReporter, feature_cache: FeatureCache | None,
+              timing: dict[str, Any]) -> dict[str, Callable]:
+    """How each split's rows become batches: raw inputs, or precomputed pooled frozen features."""
+    if not (model.adaptation.mode == "frozen" and getattr(task, "pooled_features", False)):
+        return {name: partial(task.collate, backbone=model.backbone, protocol=protocol, train=name == "train")
+                for name in splits}
+    model.backbone.to(accelerator.device)
+    started = time.perf_counter()
+    collates = {}
+    for name, rows in splits.items():
+        def compute(rows: list[Example] = rows, name: str = name) -> torch.Tensor:
+            return pooled_layer_features(task, model.backbone, rows, protocol, accelerator.device, progress, name)
+
+        ids = [r.id for r in rows]
+        limit = getattr(protocol, f"{name}_limit")
+        features = feature_cache.get(name, limit, ids, compute) if feature_cache else compute()
+        by_id = dict(zip(ids, features, strict=True))
+        collates[name] = partial(_collate_pooled, task, by_id)
+    timing["features_s"] = round(time.perf_counter() - started, 3)
+    if feature_cache is not None:
+        timing["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
+    return collates
+
+
+def _collate_pooled(task: Any, features: dict[str, torch.Tensor], rows: list[Example]) -> dict[str, Any]:
+    return task.collate_targets(rows) | {"inputs": {"pooled_layers": torch.stack([features[r.id] for r in rows])}}
 
 
 def evaluate(task: Any, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
-             accelerator: Any, progress: ProgressReporter, label: str) -> EvalResult:
+             accelerator: Any, progress: ProgressReporter, label: str, collate: Callable) -> EvalResult:
     from accelerate.utils import send_to_device
 
-    backbone = getattr(model, "module", model).backbone
-    loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False,
-                        collate_fn=partial(task.collate, backbone=backbone, protocol=protocol))
+    loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False, collate_fn=collate)
     model.eval()
     ids: list[str] = []
     preds: list[Any] = []

@@ -1,0 +1,92 @@
+"""Frozen-feature cache: compute a frozen backbone's features once, reuse them across runs.
+
+With `--adapt frozen` the backbone is a fixed function, so its output on a dataset depends only on
+(backbone + revision, the backbone-side preprocessing, the data). For heads that pool by masked mean
+(every classification head) the learned layer mix commutes with the mean, so caching each layer's
+masked mean, [examples, layers, dim], is exact: later runs (other seeds, learning rates, heads) train
+on it directly. Files are safetensors, written atomically; a corrupt or mismatched file is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.backbones.pooling import masked_mean
+from harness.store import canonical_json, config_hash, write_atomic
+
+log = logging.getLogger("harness")
+FORMAT = "pooled-layers-v1"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+
+
+class FeatureCache:
+    """Pooled per-layer features for one (backbone, preprocessing, data) identity, keyed per split."""
+
+    def __init__(self, identity: dict[str, Any], root: Path | None = None):
+        self.identity = identity
+        self.root = (root or default_cache_dir()) / "features"
+        self.hits: dict[str, bool] = {}
+
+    def path(self, split: str, limit: int | None) -> Path:
+        key = config_hash({"format": FORMAT, **self.identity, "split": split, "limit": limit})
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def get(self, split: str, limit: int | None, ids: list[str], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        path = self.path(split, limit)
+        cached = self._read(path, ids)
+        self.hits[split] = cached is not None
+        if cached is not None:
+            log.info("%s features: reused from the cache (%s)", split, path)
+            return cached
+        features = compute()
+        from safetensors.torch import save
+
+        metadata = {"ids": json.dumps(ids), "identity": canonical_json(self.identity), "format": FORMAT}
+        write_atomic(path, save({"features": features.contiguous()}, metadata=metadata))
+        log.info("%s features: computed and cached (%s)", split, path)
+        return features
+
+    @staticmethod
+    def _read(path: Path, ids: list[str]) -> torch.Tensor | None:
+        if not path.is_file():
+            return None
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                if json.loads(fh.metadata().get("ids", "[]")) != ids:
+                    return None
+                return fh.get_tensor("features")
+        except Exception as exc:  # a damaged cache file is recomputed, never trusted
+            log.warning("ignoring unreadable feature cache %s: %s", path, exc)
+            return None
+
+
+@torch.no_grad()
+def pooled_layer_features(task: Any, backbone: torch.nn.Module, examples: list[Any], protocol: Any,
+                          device: torch.device, progress: Any, label: str) -> torch.Tensor:
+    """[examples, layers, dim]: the masked mean of every hidden state, in eval mode, in fp32."""
+    from accelerate.utils import send_to_device
+
+    backbone.eval()
+    chunks = []
+    size = protocol.eval_batch_size
+    with progress.phase(f"{label} features", (len(examples) + size - 1) // size) as update:
+        for start in range(0, len(examples), size):
+            rows = examples[start:start + size]
+            inputs = send_to_device(task.collate_inputs(rows, backbone, protocol, train=False), device)
+            features = backbone(**inputs)
+            pooled = torch.stack([masked_mean(h.float(), features.mask) for h in features.hidden_states], dim=1)
+            chunks.append(pooled.cpu())
+            update()
+    return torch.cat(chunks) if chunks else torch.empty(0)

@@ -1,0 +1,109 @@
+"""`fashion-mnist`: 10-class clothing images (Xiao et al. 2017), 28x28 grayscale, 60k train / 10k test.
+
+Where the data comes from, in order: `--data-dir DIR` (the four IDX files, gzipped or not); the Debian
+package `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist); torchvision's downloader into the
+harness cache when downloads are allowed (HARNESS_OFFLINE and HF_HUB_OFFLINE unset).
+Split: the official test set is the test split; 5,000 of the official training images (chosen by the
+sha256 of their pixels, so duplicates stay together) form dev. Metrics: top-1, macro-F1, ECE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from harness.assets import data_cache_dir, downloads_allowed, file_digest
+from harness.datasets import read_idx
+from harness.errors import UsageError
+from harness.image_tasks import ImageClassificationTask
+from harness.protocol import TrainingProtocol
+from harness.splits import hash_split
+from harness.task import Example, MetricSpec, TaskSpec, register_task
+
+LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def find_files(folder: Path) -> list[Path] | None:
+    found = []
+    for name in FILES:
+        path = next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found
+
+
+@register_task
+class FashionMnistTask(ImageClassificationTask):
+    spec: ClassVar[TaskSpec] = TaskSpec(
+        name="fashion-mnist",
+        modality="image",
+        kind="image-classification",
+        metrics=(MetricSpec("top1", description="top-1 accuracy"), MetricSpec("macro_f1"),
+                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        default_backbone="efficientnet-lite0",
+        version="1",
+        description="Fashion-MNIST, 10 clothing classes; official test set, 5k dev images held out of train",
+        license="MIT",
+        citation="Xiao, Rasul and Vollgraf 2017, Fashion-MNIST: a Novel Image Dataset for Benchmarking ML",
+        data_sources=("debian:dataset-fashion-mnist", "--data-dir with the IDX files", "torchvision download"),
+    )
+    label_names: ClassVar[tuple[str, ...]] = LABELS
+    accepts_data_dir: ClassVar[bool] = True
+    protocols: ClassVar[dict[str, TrainingProtocol]] = {
+        "smoke": TrainingProtocol("smoke", epochs=1, batch_size=16, lr=1e-3, head_lr=1e-3, train_limit=64,
+                                  dev_limit=32, test_limit=64, inputs={"image_size": 32}),
+        "quick": TrainingProtocol("quick", epochs=2, batch_size=32, lr=1e-3, head_lr=1e-3, train_limit=3000,
+                                  dev_limit=500, inputs={"image_size": 64}),
+        "standard": TrainingProtocol("standard", epochs=10, batch_size=64, lr=3e-4, head_lr=1e-3,
+                                     inputs={"image_size": 224}),
+    }
+
+    def _files(self) -> list[Path]:
+        tried = []
+        if self.data_dir is not None:
+            folder = Path(self.data_dir).expanduser()
+            files = find_files(folder) if folder.is_dir() else None
+            if files is None:
+                raise UsageError(f"--data-dir {folder}: expected the Fashion-MNIST files {', '.join(FILES)} (.gz ok)")
+            return files
+        for folder in (DEBIAN_DIR, data_cache_dir("fashion-mnist")):
+            files = find_files(folder)
+            if files is not None:
+                return files
+            tried.append(str(folder))
+        if downloads_allowed():
+            return self._download()
+        raise UsageError(f"Fashion-MNIST not found (looked in {', '.join(tried)}; downloads are off): "
+                         "apt-get install dataset-fashion-mnist, or pass --data-dir")
+
+    def _download(self) -> list[Path]:
+        from torchvision.datasets import FashionMNIST
+
+        root = data_cache_dir("fashion-mnist")
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+            FashionMNIST(str(root), train=False, download=True)
+        except Exception as exc:
+            raise UsageError(f"Fashion-MNIST download failed: {exc}") from None
+        files = find_files(root / "FashionMNIST" / "raw")
+        if files is None:
+            raise UsageError(f"Fashion-MNIST download into {root} left no IDX files")
+        return files
+
+    def data_fingerprint(self) -> str:
+        return file_digest(*self._files())
+
+    def read_splits(self) -> dict[str, list[Example]]:
+        train_x, train_y, test_x, test_y = (read_idx(p) for p in self._files())
+        if len(train_x) != len(train_y) or len(test_x) != len(test_y) or train_x.shape[1:] != (28, 28):
+            raise UsageError("Fashion-MNIST files are inconsistent (image and label counts or sizes differ)")
+        train = [(f"fmnist-train-{i:05d}", train_x[i], LABELS[train_y[i]]) for i in range(len(train_x))]
+        parts = hash_split(train, key=lambda r: r[1].tobytes().hex(), salt="fashion-mnist-v1",
+                           fractions=(("train", 55 / 60), ("dev", 5 / 60)))
+        test = [(f"fmnist-test-{i:05d}", test_x[i], LABELS[test_y[i]]) for i in range(len(test_x))]
+        parts["test"] = hash_split(test, key=lambda r: r[0], salt="fashion-mnist-v1",
+                                   fractions=(("test", 1.0),))["test"]
+        return {name: [Example(*r) for r in rows] for name, rows in parts.items()}
