@@ -89,7 +89,7 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | None = Non
                          f"(use {', '.join(task_obj.protocols)})")
     chosen_protocol = task_obj.protocols[protocol_name]
     adaptation = Adaptation.parse(adapt or spec.default_adapt)
-    backbone_spec = resolve_backbone(backbone or spec.default_backbone, spec.modality)
+    backbone_spec = resolve_backbone(backbone or spec.default_backbone, spec.backbone_kind)
     adaptation.check_layers(backbone_spec.num_layers, backbone_spec.name)
     if not seeds or any(s < 0 for s in seeds):
         raise UsageError("seeds must be non-negative integers")
@@ -189,11 +189,57 @@ def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
     from harness.training.seeding import seed_everything
     from harness.training.supervised import train_and_evaluate
 
+    if plan.task.spec.modality == "control":
+        return _train_control(plan, device, progress)
+    cache = _feature_cache(plan)
+    backbone = _cached_feature_source(plan, cache) if cache is not None else None
+    if backbone is None:
+        backbone = plan.backbone.build(plan.asset)
+    else:
+        log.info("every split's features are in the cache: the backbone is not loaded")
     seed_everything(plan.seed, plan.deterministic)  # the head's initialisation depends on it too
-    backbone = plan.backbone.build(plan.asset)
     model = build_task_model(plan.task, plan.backbone, backbone, plan.protocol, plan.adaptation)
     return train_and_evaluate(plan.task, model, plan.protocol, plan.seed, device, progress, plan.deterministic,
-                              feature_cache=_feature_cache(plan))
+                              feature_cache=cache)
+
+
+def _train_control(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
+    import numpy as np
+
+    from harness.training.control import train_and_evaluate_control
+    from harness.training.model import apply_adaptation
+
+    probe = plan.task.make_env(plan.protocol)
+    obs_dim = int(np.prod(probe.observation_space.shape))
+    probe.close()
+
+    def make_backbone() -> Any:  # called by each network SB3 builds (DQN's target net gets its own copy)
+        backbone = plan.backbone.build(plan.asset)
+        if hasattr(backbone, "configure"):
+            backbone.configure({"obs_dim": obs_dim, **plan.protocol.backbone})
+        plan.adaptation.check_layers(backbone.num_layers, plan.backbone.name)
+        apply_adaptation(backbone, plan.adaptation)
+        return backbone
+
+    return train_and_evaluate_control(plan.task, make_backbone, plan.protocol, plan.seed, device,
+                                      frozen=plan.adaptation.mode == "frozen", progress=progress)
+
+
+def _cached_feature_source(plan: RunPlan, cache: Any) -> Any:
+    """A weightless stand-in for the backbone when the cache holds every split's features, else None."""
+    from harness.training.model import CachedFeatureSource
+
+    shapes = set()
+    for split in ("train", "dev", "test"):
+        limit = getattr(plan.protocol, f"{split}_limit")
+        features = cache.lookup(split, limit, [e.id for e in plan.task.load_split(split, limit)])
+        if features is None:
+            return None
+        shapes.add(tuple(features.shape[1:]))
+    if len(shapes) != 1:
+        return None
+    num_states, dim = shapes.pop()
+    return CachedFeatureSource(dim, plan.backbone.num_layers or num_states - 1, num_states)
 
 
 def _feature_cache(plan: RunPlan) -> Any:

@@ -43,6 +43,11 @@ class TaskSpec:
     data_sources: tuple[str, ...] = ()
     default_protocol: str = "quick"
     default_adapt: str = "full"
+    backbone_modality: str | None = None  # when it differs: a control task on rendered frames takes image backbones
+
+    @property
+    def backbone_kind(self) -> str:
+        return self.backbone_modality or self.modality
 
     @property
     def primary(self) -> MetricSpec:

@@ -51,16 +51,21 @@ def test_task_conforms(name: str) -> None:
 def test_backbone_conforms(name: str) -> None:
     spec = BACKBONES.get(name)
     assert spec.name == name and spec.modality in MODALITIES
-    assert spec.feature_dim and spec.num_layers and spec.license
+    assert spec.license
+    # Dimensions may be unknown until built only for backbones shaped by the task (the control MLP).
+    assert (spec.feature_dim and spec.num_layers) or spec.modality == "control"
     assert resolve_backbone(name, spec.modality) is spec
     asset = spec.resolve()  # offline: the packaged copy
-    assert asset.path.is_dir() and asset.revision and asset.source.startswith("package")
+    assert asset.path.is_dir() and asset.revision
+    assert asset.source.startswith("package") or asset.source == "random init"
 
 
 @pytest.mark.parametrize("name", BACKBONE_NAMES)
 def test_backbone_metadata_matches_the_built_model(name: str) -> None:
     """Declared feature_dim, num_layers and params are what the loaded weights really have."""
     spec = BACKBONES.get(name)
+    if spec.params is None:
+        pytest.skip(f"{name} is shaped by its task; its size is recorded per run")
     backbone = spec.build()
     if hasattr(backbone, "configure"):  # e.g. Whisper: count the full 30 s positional table, as published
         backbone.configure({"clip_seconds": 30.0})

@@ -81,3 +81,20 @@ def whisper_tiny_en(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
 )
 def whisper_base(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
     return _whisper(spec, asset)
+
+
+
+def _random_init(spec: BackboneSpec) -> ResolvedAsset:
+    from harness.backbones.mlp import resolve_random_init
+
+    return resolve_random_init(spec)
+
+
+@register_backbone(
+    "mlp", modality="control", license="n/a (random init)", resolver=_random_init,
+    description="small MLP for vector observations; widths and activation come from the task's protocol",
+)
+def mlp(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    from harness.backbones.mlp import build_mlp
+
+    return build_mlp(spec, asset)

@@ -36,14 +36,25 @@ class FeatureCache:
         self.identity = identity
         self.root = (root or default_cache_dir()) / "features"
         self.hits: dict[str, bool] = {}
+        self._loaded: dict[Path, torch.Tensor] = {}
 
     def path(self, split: str, limit: int | None) -> Path:
         key = config_hash({"format": FORMAT, **self.identity, "split": split, "limit": limit})
         return self.root / key[:2] / f"{key}.safetensors"
 
+    def lookup(self, split: str, limit: int | None, ids: list[str]) -> torch.Tensor | None:
+        """The cached features of these examples, or None."""
+        path = self.path(split, limit)
+        if path not in self._loaded:
+            cached = self._read(path, ids)
+            if cached is None:
+                return None
+            self._loaded[path] = cached
+        return self._loaded[path]
+
     def get(self, split: str, limit: int | None, ids: list[str], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         path = self.path(split, limit)
-        cached = self._read(path, ids)
+        cached = self.lookup(split, limit, ids)
         self.hits[split] = cached is not None
         if cached is not None:
             log.info("%s features: reused from the cache (%s)", split, path)

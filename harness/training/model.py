@@ -45,6 +45,23 @@ class TaskModel(nn.Module):
         return {n: t.detach().to("cpu", copy=True) for n, t in self.state_dict().items() if n in names}
 
 
+class CachedFeatureSource(nn.Module):
+    """Stands in for a frozen backbone whose features are all in the feature cache: the run then
+    never loads the backbone's weights. Calling it is a bug (batches carry the cached features)."""
+
+    def __init__(self, feature_dim: int, num_layers: int, num_hidden_states: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.num_layers = num_layers
+        self.num_hidden_states = num_hidden_states
+
+    def forward(self, **_: Any) -> Any:
+        raise RuntimeError("features of this run come from the feature cache; the backbone was not loaded")
+
+    def layer_groups(self) -> list[nn.Module]:
+        return []
+
+
 def apply_adaptation(backbone: nn.Module, adaptation: Adaptation) -> None:
     train_all = adaptation.mode == "full"
     for p in backbone.parameters():

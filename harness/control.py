@@ -1,0 +1,92 @@
+"""The task API for reinforcement learning: environments, the algorithm recipe, evaluation protocol.
+
+A control task names a gymnasium environment (`make_env`), the stable-baselines3 algorithm and its
+hyperparameters per protocol (published RL-Zoo settings where they exist), and how many evaluation
+episodes to run. The harness contributes the backbone as the policy's feature extractor, the
+seeding, the evaluation on separately seeded environments, the statistics and the run record.
+Torch-free at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from harness.errors import UsageError
+from harness.task import MetricSpec, TaskSpec
+
+ALGORITHMS = ("ppo", "dqn")
+
+CONTROL_METRICS = (
+    MetricSpec("iqm_return", description="interquartile mean of the evaluation episodes' returns"),
+    MetricSpec("mean_return", description="mean evaluation return"),
+    MetricSpec("iqm_return_low", description="95% bootstrap interval of the IQM, lower end"),
+    MetricSpec("iqm_return_high", description="95% bootstrap interval of the IQM, upper end"),
+)
+
+
+@dataclass(frozen=True)
+class ControlProtocol:
+    """One named RL recipe. `hyperparams` go to the stable-baselines3 algorithm unchanged, except a
+    value ["linear", x] becomes a schedule decaying linearly from x to 0 (RL-Zoo's `lin_x`).
+    `backbone` carries backbone settings: MLP widths and activation, or image size and frame stack."""
+
+    name: str
+    algo: str
+    total_timesteps: int
+    n_envs: int = 1
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    backbone: Mapping[str, Any] = field(default_factory=dict)
+    eval_episodes: int = 20
+    normalize_obs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {ALGORITHMS}, not {self.algo!r}")
+        if self.eval_episodes < 1 or self.total_timesteps < 1:
+            raise ValueError("eval_episodes and total_timesteps must be positive")
+        object.__setattr__(self, "hyperparams", MappingProxyType(dict(self.hyperparams)))
+        object.__setattr__(self, "backbone", MappingProxyType(dict(self.backbone)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return d | {"hyperparams": dict(self.hyperparams), "backbone": dict(self.backbone)}
+
+
+class ControlTask:
+    """Base for RL tasks. Subclasses set `spec` (modality "control"), `protocols`, `env_id`, and may
+    override `make_env` (wrappers: rendering, frame stacking)."""
+
+    spec: ClassVar[TaskSpec]
+    protocols: ClassVar[Mapping[str, ControlProtocol]]
+    env_id: ClassVar[str]
+    env_kwargs: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    accepts_data_dir: ClassVar[bool] = False
+    pooled_features: ClassVar[bool] = False
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        if data_dir is not None:
+            raise UsageError(f"task '{self.spec.name}' takes no --data-dir (it is a simulated environment)")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return ()
+
+    def make_env(self, protocol: ControlProtocol | None = None, render: bool = False) -> Any:
+        """One environment; `protocol` carries observation settings (image size, frame stack)."""
+        import gymnasium as gym
+
+        kwargs = dict(self.env_kwargs) | ({"render_mode": "rgb_array"} if render else {})
+        return gym.make(self.env_id, **kwargs)
+
+    def data_fingerprint(self) -> str:
+        """An environment's 'data' is its code: the gymnasium id and version pin it."""
+        from importlib import metadata
+
+        return f"gymnasium=={metadata.version('gymnasium')}:{self.env_id}"
+
+    def observation_kind(self) -> str:
+        return "vector"
+

@@ -1,0 +1,172 @@
+"""Reinforcement learning through stable-baselines3, with a harness backbone as the feature extractor.
+
+The algorithms are SB3's (PPO, DQN), not ours. The harness adds: the backbone as the policy's feature
+extractor (an MLP for vector observations, any registered vision backbone for rendered frames, frozen
+or trained), seeding, and evaluation on separately seeded environments with a fixed number of episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.control import ControlProtocol
+from harness.progress import ProgressReporter
+from harness.training.supervised import EvalResult, TrainResult, _peak_memory_mb
+
+log = logging.getLogger("harness")
+EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
+
+
+def _extractor_base() -> type:
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    return BaseFeaturesExtractor
+
+
+class BackboneExtractor(_extractor_base()):  # type: ignore[misc]
+    """SB3 features extractor around a harness backbone. Vector observations go straight in; stacked
+    uint8 frames [batch, stack, H, W, 3] are normalised with the backbone's own mean/std, encoded frame
+    by frame, and the pooled features of the stack are concatenated and projected."""
+
+    def __init__(self, observation_space: Any, make_backbone: Callable[[], nn.Module], frozen: bool,
+                 pixels: bool, features_dim: int | None = None):
+        backbone = make_backbone()
+        frames = observation_space.shape[0] if pixels else 1
+        out_dim = features_dim if pixels else backbone.feature_dim
+        super().__init__(observation_space, out_dim)
+        self.backbone = backbone
+        self.frozen = frozen
+        self.pixels = pixels
+        if frozen:
+            backbone.requires_grad_(False)
+        if pixels:
+            config = backbone.data_config
+            self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1) * 255.0)
+            self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1) * 255.0)
+            self.project = nn.Sequential(nn.Linear(frames * backbone.feature_dim, out_dim), nn.ReLU())
+
+    def train(self, mode: bool = True) -> BackboneExtractor:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # frozen means frozen: no dropout, no batch-norm statistics updates
+        return self
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if not self.pixels:
+            return self.backbone(observations=observations).pooled
+        batch, frames = observations.shape[:2]
+        images = observations.float().flatten(0, 1).permute(0, 3, 1, 2)  # [batch*frames, 3, H, W]
+        images = (images - self.mean) / self.std
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            pooled = self.backbone(pixel_values=images).pooled
+        return self.project(pooled.reshape(batch, frames * pooled.shape[-1]))
+
+
+def _schedules(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
+    """RL-Zoo's `lin_x` (written ["linear", x] in a protocol): decays linearly from x to 0."""
+    out = {}
+    for key, value in hyperparams.items():
+        if isinstance(value, list | tuple) and len(value) == 2 and value[0] == "linear":
+            start = float(value[1])
+            out[key] = lambda progress_remaining, start=start: progress_remaining * start
+        else:
+            out[key] = value
+    return out
+
+
+def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol,
+                               seed: int, device: str, frozen: bool, progress: ProgressReporter) -> TrainResult:
+    from stable_baselines3 import DQN, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    pixels = task.observation_kind() == "pixels"
+    env = make_vec_env(lambda: task.make_env(protocol), n_envs=protocol.n_envs, seed=seed)
+    if protocol.normalize_obs:
+        env = VecNormalize(env, norm_obs=True, norm_reward=False)
+    policy_kwargs = {
+        "features_extractor_class": BackboneExtractor,
+        "features_extractor_kwargs": {"make_backbone": make_backbone, "frozen": frozen, "pixels": pixels,
+                                      "features_dim": int(protocol.backbone.get("features_dim", 256))},
+        "net_arch": list(protocol.backbone.get("head", [])),
+    }
+    algo_cls = PPO if protocol.algo == "ppo" else DQN
+    model = algo_cls("MlpPolicy", env, seed=seed, device=device, policy_kwargs=policy_kwargs, verbose=0,
+                     **_schedules(protocol.hyperparams))
+    started = time.perf_counter()
+    with progress.phase(f"{protocol.algo} {protocol.total_timesteps} steps", protocol.total_timesteps) as update:
+        model.learn(total_timesteps=protocol.total_timesteps, callback=_ProgressCallback(update))
+    train_seconds = time.perf_counter() - started
+
+    test = evaluate_policy(task, model, protocol, env if protocol.normalize_obs else None, seed)
+    timing = {
+        "train_s": round(train_seconds, 3),
+        "eval_s": round(test.seconds, 3),
+        "train_examples_per_s": round(protocol.total_timesteps / max(train_seconds, 1e-9), 2),  # env steps/s
+        "eval_examples_per_s": round(len(test.ids) / max(test.seconds, 1e-9), 2),  # episodes/s
+        "peak_mem_mb": _peak_memory_mb(device),
+    }
+    state = {f"policy.{k}": v.detach().cpu().clone() for k, v in model.policy.state_dict().items()}
+    if protocol.normalize_obs:  # the observation statistics are part of the trained agent
+        state["obs_rms.mean"] = torch.as_tensor(env.obs_rms.mean, dtype=torch.float64)
+        state["obs_rms.var"] = torch.as_tensor(env.obs_rms.var, dtype=torch.float64)
+    env.close()
+    return TrainResult(test=test, best_epoch=0, timing=timing, trainable_state=state,
+                       n_train=protocol.total_timesteps, n_dev=0)
+
+
+def evaluate_policy(task: Any, model: Any, protocol: ControlProtocol, normalizer: Any, seed: int) -> EvalResult:
+    """Deterministic policy on fresh environments seeded apart from training: one row per episode."""
+    from harness.stats import bootstrap_ci, iqm
+
+    started = time.perf_counter()
+    returns, lengths = [], []
+    episodes = protocol.eval_episodes
+    env = task.make_env(protocol)
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=EVAL_SEED_OFFSET + 1000 * seed + episode)
+            total, steps, done = 0.0, 0, False
+            while not done:
+                model_obs = normalizer.normalize_obs(obs[None]) if normalizer is not None else obs[None]
+                action, _ = model.predict(model_obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action[0])
+                total += float(reward)
+                steps += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(steps)
+    finally:
+        env.close()
+    values = np.asarray(returns)
+    interval = bootstrap_ci(values, statistic="iqm", seed=seed)
+    metrics = {"iqm_return": float(iqm(values)), "mean_return": float(values.mean()),
+               "iqm_return_low": float(interval.low), "iqm_return_high": float(interval.high),
+               "std_return": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+               "mean_length": float(np.mean(lengths))}
+    ids = [f"episode-{i:03d}" for i in range(episodes)]
+    preds = [{"return": r, "length": n, "env_seed": EVAL_SEED_OFFSET + 1000 * seed + i}
+             for i, (r, n) in enumerate(zip(returns, lengths, strict=True))]
+    return EvalResult(metrics, ids, preds, [None] * episodes, 0.0, time.perf_counter() - started)
+
+
+class _ProgressCallback:
+    """Adapts SB3's callback protocol to the harness progress reporter."""
+
+    def __new__(cls, update: Callable[..., None]) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Callback(BaseCallback):
+            def _on_step(self) -> bool:
+                if self.n_calls % 64 == 0:
+                    update(advance=64 * self.training_env.num_envs)
+                return True
+
+        return Callback()
