@@ -222,7 +222,8 @@ def _train_control(plan: RunPlan, device: str, progress: ProgressReporter) -> An
         return backbone
 
     return train_and_evaluate_control(plan.task, make_backbone, plan.protocol, plan.seed, device,
-                                      frozen=plan.adaptation.mode == "frozen", progress=progress)
+                                      frozen=plan.adaptation.mode == "frozen",
+                                      pretrained=plan.asset.source != "random init", progress=progress)
 
 
 def _cached_feature_source(plan: RunPlan, cache: Any) -> Any:

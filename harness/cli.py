@@ -196,14 +196,16 @@ def _summary(record: dict[str, Any], reused: bool, detail: bool = False) -> str:
     primary = record["primary_metric"]
     main = [f"{primary} {metrics[primary]:.4f}"] + [
         f"{k} {v:.4f}" for k, v in metrics.items() if k != primary and not k.startswith("f1_")]
-    lines.append(f"  test ({record['n_examples']} examples): " + "  ".join(main))
+    what = "evaluation episodes" if "algo" in record["config"]["protocol"] else "examples"
+    lines.append(f"  test ({record['n_examples']} {what}): " + "  ".join(main))
     per_type = {k[3:]: v for k, v in metrics.items() if k.startswith("f1_")}
     if per_type:
         lines.append("  F1 per type: " + "  ".join(f"{k} {v:.3f}" for k, v in per_type.items()))
     timing = record.get("timing", {})
     if timing:
+        unit = "env steps/s" if "algo" in record["config"]["protocol"] else "train examples/s"
         lines.append(f"  time: train {timing.get('train_s', 0):.1f}s, test {timing.get('eval_s', 0):.1f}s, "
-                     f"{timing.get('train_examples_per_s', 0):.1f} train examples/s, "
+                     f"{timing.get('train_examples_per_s', 0):.1f} {unit}, "
                      f"peak memory {timing.get('peak_mem_mb', 0):.0f} MB")
     if detail:
         lines.append(f"  best epoch {record.get('best_epoch')}  config hash {record['config_hash'][:16]}  "
@@ -214,13 +216,23 @@ def _summary(record: dict[str, Any], reused: bool, detail: bool = False) -> str:
 
 
 def _seed_summary(records: list[dict[str, Any]]) -> str:
+    """Across seeds: IQM with a stratified-bootstrap interval for RL (Agarwal et al. 2021), else the mean
+    with a bootstrap interval over seeds, plus the spread."""
     import statistics
+
+    from harness.stats import bootstrap_ci, stratified_bootstrap_iqm
 
     done = [r for r in records if r.get("status") == "complete"]
     if not done:
         return "no complete runs"
-    metric = done[0]["primary_metric"]
+    task, metric = done[0]["task"], done[0]["primary_metric"]
     values = [r["primary"] for r in done]
-    spread = f" ± {statistics.stdev(values):.4f} (sd)" if len(values) > 1 else ""
-    return (f"{done[0]['task']} over {len(values)} seeds: {metric} mean {statistics.fmean(values):.4f}{spread}, "
+    spread = f", sd {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    if "algo" in done[0]["config"]["protocol"]:
+        interval = stratified_bootstrap_iqm({task: values}, seed=0)
+        label = f"IQM of {metric} {interval.estimate:.4f}"
+    else:
+        interval = bootstrap_ci(values, statistic="mean", seed=0)
+        label = f"mean {metric} {interval.estimate:.4f}"
+    return (f"{task} over {len(values)} seeds: {label}, 95% CI [{interval.low:.4f}, {interval.high:.4f}]{spread}, "
             f"min {min(values):.4f}, max {max(values):.4f}")

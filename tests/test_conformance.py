@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.backbones.spec import BACKBONES, resolve_backbone
+from harness.control import ControlProtocol, ControlTask
 from harness.errors import UsageError
 from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
 from harness.task import MODALITIES, TASKS, SupervisedTask, TaskSpec
@@ -22,11 +23,14 @@ def test_task_conforms(name: str) -> None:
     assert spec.metrics and spec.version and spec.description and spec.license and spec.data_sources
     assert spec.default_protocol in task.protocols
     assert spec.default_backbone in BACKBONE_NAMES, "a task's default backbone must be registered"
+    assert BACKBONES.get(spec.default_backbone).modality == spec.backbone_kind
+    if spec.modality == "control":
+        _check_control_task(task)
+        return
     for protocol_name in PROTOCOL_NAMES:
         protocol = task.protocols[protocol_name]
         assert isinstance(protocol, TrainingProtocol) and protocol.name == protocol_name
         assert protocol.epochs >= 1 and protocol.batch_size >= 1
-    assert BACKBONES.get(spec.default_backbone).modality == spec.modality
     if task.accepts_data_dir:
         try:
             task.data_fingerprint()
@@ -45,6 +49,21 @@ def test_task_conforms(name: str) -> None:
     targets = [e.target for rows in splits.values() for e in rows]
     flat = [t for seq in targets for t in seq] if spec.kind == "token-classification" else targets
     assert set(flat) <= set(task.labels), "every reference must be one of the task's labels"
+
+
+def _check_control_task(task) -> None:
+    assert isinstance(task, ControlTask)
+    assert task.spec.primary.name == "iqm_return" and task.spec.primary.higher_is_better
+    for protocol_name in PROTOCOL_NAMES:
+        protocol = task.protocols[protocol_name]
+        assert isinstance(protocol, ControlProtocol) and protocol.name == protocol_name
+        assert protocol.eval_episodes >= (20 if protocol_name != "smoke" else 1)
+        env = task.make_env(protocol)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        env.step(env.action_space.sample())
+        env.close()
+    assert task.data_fingerprint() == task.data_fingerprint()
 
 
 @pytest.mark.parametrize("name", BACKBONE_NAMES)

@@ -36,7 +36,7 @@ class BackboneExtractor(_extractor_base()):  # type: ignore[misc]
     by frame, and the pooled features of the stack are concatenated and projected."""
 
     def __init__(self, observation_space: Any, make_backbone: Callable[[], nn.Module], frozen: bool,
-                 pixels: bool, features_dim: int | None = None):
+                 pixels: bool, pretrained: bool, features_dim: int | None = None):
         backbone = make_backbone()
         frames = observation_space.shape[0] if pixels else 1
         out_dim = features_dim if pixels else backbone.feature_dim
@@ -44,6 +44,9 @@ class BackboneExtractor(_extractor_base()):  # type: ignore[misc]
         self.backbone = backbone
         self.frozen = frozen
         self.pixels = pixels
+        # SB3's PPO re-initialises every Linear/Conv of the policy orthogonally (ortho_init); pretrained
+        # weights are put back afterwards by restore_pretrained().
+        self._pretrained = {k: v.clone() for k, v in backbone.state_dict().items()} if pretrained else None
         if frozen:
             backbone.requires_grad_(False)
         if pixels:
@@ -51,6 +54,11 @@ class BackboneExtractor(_extractor_base()):  # type: ignore[misc]
             self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1) * 255.0)
             self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1) * 255.0)
             self.project = nn.Sequential(nn.Linear(frames * backbone.feature_dim, out_dim), nn.ReLU())
+
+    def restore_pretrained(self) -> None:
+        if self._pretrained is not None:
+            self.backbone.load_state_dict(self._pretrained)
+            self._pretrained = None
 
     def train(self, mode: bool = True) -> BackboneExtractor:
         super().train(mode)
@@ -82,7 +90,8 @@ def _schedules(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol,
-                               seed: int, device: str, frozen: bool, progress: ProgressReporter) -> TrainResult:
+                               seed: int, device: str, frozen: bool, pretrained: bool,
+                               progress: ProgressReporter) -> TrainResult:
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
@@ -94,12 +103,18 @@ def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module]
     policy_kwargs = {
         "features_extractor_class": BackboneExtractor,
         "features_extractor_kwargs": {"make_backbone": make_backbone, "frozen": frozen, "pixels": pixels,
+                                      "pretrained": pretrained,
                                       "features_dim": int(protocol.backbone.get("features_dim", 256))},
         "net_arch": list(protocol.backbone.get("head", [])),
     }
     algo_cls = PPO if protocol.algo == "ppo" else DQN
     model = algo_cls("MlpPolicy", env, seed=seed, device=device, policy_kwargs=policy_kwargs, verbose=0,
                      **_schedules(protocol.hyperparams))
+    for module in model.policy.modules():
+        if isinstance(module, BackboneExtractor):
+            module.restore_pretrained()
+    if hasattr(model, "q_net_target"):  # DQN: the target starts as an exact copy of the online network
+        model.q_net_target.load_state_dict(model.q_net.state_dict())
     started = time.perf_counter()
     with progress.phase(f"{protocol.algo} {protocol.total_timesteps} steps", protocol.total_timesteps) as update:
         model.learn(total_timesteps=protocol.total_timesteps, callback=_ProgressCallback(update))
