@@ -47,6 +47,18 @@ def list_protocols() -> list[dict[str, Any]]:
     return [{"task": name, **cls.protocols[p].to_dict()} for name, cls in TASKS.items() for p in PROTOCOL_NAMES]
 
 
+def list_leaderboards() -> list[dict[str, Any]]:
+    from harness.leaderboard import available, load_leaderboard
+
+    rows = []
+    for name, path in available().items():
+        board = load_leaderboard(str(path))
+        rows.append({"name": name, "description": board.description, "protocol": board.protocol,
+                     "seeds": ",".join(map(str, board.seeds)), "tasks": len(board.tasks),
+                     "models": len(board.models), "cells": len(board.cells()), "path": str(path)})
+    return rows
+
+
 def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
     return RunStore(runs_dir or default_runs_dir()).load(run_id)
 
@@ -291,9 +303,10 @@ class _log_to:
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
     def __enter__(self) -> None:
+        self.handler.setLevel(logging.INFO)
         log.addHandler(self.handler)
         if log.level == logging.NOTSET or log.level > logging.INFO:
-            log.setLevel(logging.INFO)
+            log.setLevel(logging.INFO)  # the file gets INFO; other handlers keep their own levels
 
     def __exit__(self, *exc: object) -> None:
         log.removeHandler(self.handler)

@@ -47,12 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p_list = sub.add_parser("list", help="list tasks, backbones, protocols or stored runs")
-    p_list.add_argument("what", nargs="?", choices=("tasks", "backbones", "protocols", "runs"), default=None)
+    p_list.add_argument("what", nargs="?", choices=("tasks", "backbones", "protocols", "leaderboards", "runs"),
+                        default=None)
     p_list.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
     p_list.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
     p_run = sub.add_parser("run", help="fine-tune and evaluate a backbone on a task")
-    p_run.add_argument("--task", required=True, help="task name (see 'harness list tasks')")
+    target = p_run.add_mutually_exclusive_group(required=True)
+    target.add_argument("--task", help="task name (see 'harness list tasks')")
+    target.add_argument("--leaderboard",
+                        help="run every missing cell of a leaderboard (see 'harness list leaderboards')")
     p_run.add_argument("--backbone", help="registered backbone, hub id or local model folder (default: the task's)")
     p_run.add_argument("--protocol", help="smoke | quick | standard (default: the task's, usually quick)")
     seeds = p_run.add_mutually_exclusive_group()
@@ -120,6 +124,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             data[section] = api.list_backbones()
         elif section == "protocols":
             data[section] = api.list_protocols()
+        elif section == "leaderboards":
+            data[section] = api.list_leaderboards()
         else:
             data[section] = api.list_runs(args.runs_dir)
     if args.json:
@@ -128,7 +134,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     columns = {
         "tasks": ["name", "modality", "kind", "primary_metric", "default_backbone", "version", "origin"],
         "backbones": ["name", "modality", "feature_dim", "num_layers", "params", "license", "origin"],
-        "protocols": ["task", "name", "epochs", "batch_size", "lr", "head_lr", "train_limit", "test_limit"],
+        "protocols": ["task", "name", "algo", "epochs", "total_timesteps", "batch_size", "lr", "train_limit",
+                      "test_limit"],
+        "leaderboards": ["name", "protocol", "seeds", "tasks", "models", "cells", "path"],
         "runs": ["run_id", "status", "task", "backbone", "adapt", "protocol", "seed", "primary_metric",
                  "primary_value"],
     }
@@ -143,8 +151,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness import api
 
     seeds = args.seeds or [args.seed if args.seed is not None else 0]
-    if args.quiet:
-        log.setLevel(logging.WARNING)
+    if args.quiet:  # only the terminal goes quiet: the run's own run.log keeps every line
+        for handler in log.handlers:
+            handler.setLevel(logging.WARNING)
+    if args.leaderboard:
+        return _run_leaderboard(args)
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
                        deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir)
@@ -157,6 +168,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if len(records) > 1:
         print(_seed_summary(records))
     return 0
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from harness.leaderboard import load_leaderboard, run_leaderboard
+
+    given = [f"--{n.replace('_', '-')}" for n in ("task", "backbone", "protocol", "seed", "seeds", "adapt", "data_dir")
+             if getattr(args, n) is not None]
+    if given or args.force:
+        raise UsageError(f"--leaderboard takes its tasks, models, seeds and protocol from its definition; "
+                         f"drop {', '.join(given + (['--force'] if args.force else []))}")
+    board = load_leaderboard(args.leaderboard)
+    summary = run_leaderboard(board, runs_dir=args.runs_dir, device=args.device, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"leaderboard {board.name}: {len(board.cells())} cells, {len(summary['ran'])} run now, "
+              f"{len(summary['reused'])} already complete, {len(summary['failed'])} failed")
+        for task, model, seed, error in summary["failed"]:
+            print(f"  failed: {task} / {model} / seed {seed}: {error}")
+    return 1 if summary["failed"] else 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
