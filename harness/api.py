@@ -59,6 +59,38 @@ def list_leaderboards() -> list[dict[str, Any]]:
     return rows
 
 
+def report(leaderboard: str | None = None, runs_dir: str | Path | None = None, out: str | Path | None = None,
+           protocol: str | None = None) -> tuple[dict[str, Any], Path]:
+    """Build and write a leaderboard report (default folder: reports/NAME); returns (report, folder)."""
+    from harness.leaderboard import load_leaderboard
+    from harness.report.leaderboard_report import build_report
+    from harness.report.render import write_leaderboard
+
+    board = load_leaderboard(leaderboard) if leaderboard else None
+    if board is not None and protocol is not None and protocol != board.protocol:
+        raise UsageError(f"leaderboard '{board.name}' is defined for protocol {board.protocol}, not {protocol}")
+    data = build_report(RunStore(runs_dir or default_runs_dir()), board, protocol)
+    folder = Path(out) if out else Path("reports") / data["name"]
+    write_leaderboard(data, folder)
+    return data, folder
+
+
+def compare(backbones: str, tasks: Sequence[str] | None = None, protocol: str | None = None,
+            runs_dir: str | Path | None = None, out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Paired comparison of stored runs of two or more models; written as Markdown, HTML and JSON."""
+    from harness.report.compare import build_comparison, parse_models
+    from harness.report.render import write_comparison
+
+    models = parse_models(backbones)
+    for task in tasks or []:
+        TASKS.get(task)
+    data = build_comparison(RunStore(runs_dir or default_runs_dir()), models, list(tasks) if tasks else None, protocol)
+    slug = "-vs-".join(m.replace(" (", "-").replace(")", "") for m in data["models"])
+    folder = Path(out) if out else Path("reports") / "compare" / slug.replace("/", "_").replace(":", "")
+    write_comparison(data, folder)
+    return data, folder
+
+
 def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
     return RunStore(runs_dir or default_runs_dir()).load(run_id)
 

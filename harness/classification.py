@@ -51,6 +51,14 @@ class ClassificationTask(DatasetTask):
         refs = [self.label_names[i] for i in batch["labels"].tolist()]
         return StepOutput(loss=loss, preds=preds, refs=refs)
 
+    @staticmethod
+    def example_statistics(preds: list[Any], refs: list[Any]) -> tuple[Any, str]:
+        """Per-example sufficient statistics of the primary metric (here: correct or not) and how to
+        combine them ("mean"): what paired and hierarchical bootstraps resample."""
+        import numpy as np
+
+        return np.array([float(p["label"] == r) for p, r in zip(preds, refs, strict=True)]), "mean"
+
     def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]:
         index = {t: i for i, t in enumerate(self.label_names)}
         scores = classification_scores([index[p["label"]] for p in preds], [index[r] for r in refs],

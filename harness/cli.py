@@ -71,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--json", action="store_true", help="print the run records as JSON on stdout")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
 
+    p_report = sub.add_parser("report", help="write a leaderboard report (Markdown, HTML, CSV, JSON, plots)")
+    p_report.add_argument("--leaderboard", help="a leaderboard name (default: every complete run of one protocol)")
+    p_report.add_argument("--protocol", help="which protocol's runs, when reporting a whole runs directory")
+    p_report.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_report.add_argument("--out", help="output folder (default reports/NAME)")
+    p_report.add_argument("--json", action="store_true", help="print the report data as JSON")
+
+    p_compare = sub.add_parser("compare", help="paired comparison of two or more models on the same tasks")
+    p_compare.add_argument("--backbones", required=True,
+                           help="models to compare: BACKBONE[:ADAPT],..., e.g. minilm:frozen,minilm:full")
+    p_compare.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="t1,t2 (default: all shared)")
+    p_compare.add_argument("--protocol", help="which protocol's runs (needed when several are stored)")
+    p_compare.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_compare.add_argument("--out", help="output folder (default reports/compare/A-vs-B)")
+    p_compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     p_show = sub.add_parser("show", help="show a stored run")
     p_show.add_argument("run_id", help="run id (or an unambiguous prefix)")
     p_show.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
@@ -86,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
-        return {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show}[args.command](args)
+        commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
+                    "compare": _cmd_compare}
+        return commands[args.command](args)
     except HarnessError as exc:
         if debug:
             log.exception("details")
@@ -188,6 +206,44 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
         for task, model, seed, error in summary["failed"]:
             print(f"  failed: {task} / {model} / seed {seed}: {error}")
     return 1 if summary["failed"] else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness import api
+
+    data, folder = api.report(args.leaderboard, args.runs_dir, args.out, args.protocol)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    rows = [{"task": c["task"], "model": c["model"], "seeds": ",".join(map(str, c["seeds"])) or "-",
+             "primary": c["estimate"], "ci": "-" if c["low"] is None else f"[{c['low']:.4g}, {c['high']:.4g}]",
+             "complete": "yes" if c["complete"] else "NO"} for c in data["cells"]]
+    print(_table(rows, ["task", "model", "seeds", "primary", "ci", "complete"]))
+    for line in data["missing"]:
+        print(f"missing: {line}")
+    for item in data["excluded"]:
+        print(f"left out: {item['run_id']}: {item['reason']}")
+    print(f"report written to {folder}/ (README.md, index.html, leaderboard.csv, leaderboard.json, plots)")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from harness import api
+
+    data, folder = api.compare(args.backbones, args.tasks, args.protocol, args.runs_dir, args.out)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    rows = [r | {"interval": f"[{r['low']:.4g}, {r['high']:.4g}]"} for r in data["rows"]]
+    print(_table(rows, ["task", "seed", "a", "b", "metric", "score_a", "score_b", "difference", "interval",
+                        "p_value", "p_holm", "outcome"]))
+    for s in data["summary"]:
+        print(f"{s['a']} vs {s['b']}: {s['win']} wins, {s['tie']} ties, {s['loss']} losses "
+              f"(Holm-corrected, alpha {data['alpha']})")
+    for note in data["notes"]:
+        print(f"note: {note}")
+    print(f"comparison written to {folder}/ (README.md, index.html, comparison.json, comparison.csv)")
+    return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:

@@ -25,8 +25,15 @@ class Model:
     tasks: tuple[str, ...] | None = None  # None: every task the backbone fits
 
     @property
+    def name(self) -> str:
+        """The backbone's name in run records (a folder's base name, a registered model for its hub id)."""
+        from harness.backbones.spec import record_name
+
+        return record_name(self.backbone)
+
+    @property
     def label(self) -> str:
-        return f"{self.backbone} ({self.adapt})"
+        return f"{self.name} ({self.adapt})"
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,10 @@ class Leaderboard:
         for task in self.tasks:
             kind = TASKS.get(task).spec.backbone_kind
             for model in self.models:
-                if model.tasks is not None and task not in model.tasks:
-                    continue
-                if BACKBONES.get(model.backbone).modality == kind:
+                if model.tasks is not None:  # explicit task lists are trusted (and may name unregistered paths)
+                    if task in model.tasks:
+                        pairs.append((task, model))
+                elif BACKBONES.get(model.backbone).modality == kind:
                     pairs.append((task, model))
         return pairs
 
@@ -119,7 +127,8 @@ def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderb
     for entry in need("models", list):
         if not isinstance(entry, dict) or "backbone" not in entry:
             raise UsageError(f"{where}: every model needs a 'backbone'")
-        BACKBONES.get(entry["backbone"])
+        if entry["backbone"] not in BACKBONES and "tasks" not in entry:
+            raise BACKBONES.unknown(entry["backbone"])  # an unregistered one (a path) must list its tasks
         adapt = str(Adaptation.parse(entry.get("adapt", "full")))
         only = entry.get("tasks")
         models.append(Model(entry["backbone"], adapt, tuple(only) if only is not None else None))

@@ -56,7 +56,7 @@ def test_help_and_list_are_fast_and_torch_free(runs: Path) -> None:
     (["run", "--task", "ner", "--adapt", "partial:99"], "more layers than backbone 'minilm' has (6)"),
     (["run", "--task", "ner", "--adapt", "lora"], "invalid adaptation mode 'lora'"),
     (["run", "--task", "ner", "--device", "tpu"], "invalid choice: 'tpu'"),
-    (["run"], "the following arguments are required: --task"),
+    (["run"], "one of the arguments --task --leaderboard is required"),
     (["show", "no-such-run"], "no run 'no-such-run'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])

@@ -130,6 +130,18 @@ def resolve_backbone(ref: str, modality: str) -> BackboneSpec:
                         description=f"Hugging Face hub model {ref}")
 
 
+def record_name(ref: str) -> str:
+    """The backbone name a run made with `--backbone ref` records (what reports match on)."""
+    if ref in BACKBONES:
+        return ref
+    registered = next((name for name, s in BACKBONES.items() if s.hub_id == ref), None)
+    if registered:
+        return registered
+    if ref.startswith(("/", ".", "~")) or Path(ref).expanduser().exists():
+        return Path(ref).expanduser().resolve().name
+    return ref.removeprefix("timm:")
+
+
 def _timm_backbone(ref: str) -> BackboneSpec:
     """Any timm architecture name (ImageNet weights from the hub when online, else an error)."""
     from harness.backbones.vision import timm_model_exists

@@ -1,0 +1,1 @@
+"""Leaderboards and comparisons built from stored run records (pandas tables, scipy statistics)."""

@@ -1,0 +1,72 @@
+"""Stored runs as a pandas table, and the per-example statistics that the bootstraps resample."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UsageError
+from harness.store import RunStore
+from harness.task import TASKS
+
+log = logging.getLogger("harness")
+
+RUN_COLUMNS = ["run_id", "task", "task_version", "protocol", "backbone", "adapt", "seed", "primary_metric",
+               "higher_is_better", "primary", "n_examples", "train_s", "train_examples_per_s", "eval_examples_per_s",
+               "peak_mem_mb", "harness"]
+
+
+def runs_table(store: RunStore) -> pd.DataFrame:
+    """One row per complete run; metrics as `metric:NAME` columns."""
+    rows = []
+    for record in store.records():
+        if record.get("status") != "complete":
+            continue
+        timing = record.get("timing", {})
+        row = {
+            "run_id": record["run_id"], "task": record["task"], "task_version": record["task_version"],
+            "protocol": record["protocol"], "backbone": record["backbone"], "adapt": record["adapt"],
+            "seed": record["seed"], "primary_metric": record["primary_metric"],
+            "higher_is_better": record.get("higher_is_better", True), "primary": record["primary"],
+            "n_examples": record["n_examples"], "train_s": timing.get("train_s"),
+            "train_examples_per_s": timing.get("train_examples_per_s"),
+            "eval_examples_per_s": timing.get("eval_examples_per_s"), "peak_mem_mb": timing.get("peak_mem_mb"),
+            "harness": record.get("env", {}).get("harness"),
+        }
+        row |= {f"metric:{k}": v for k, v in record["metrics"].items()}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame if not frame.empty else pd.DataFrame(columns=RUN_COLUMNS)
+
+
+def model_label(backbone: str, adapt: str) -> str:
+    return f"{backbone} ({adapt})"
+
+
+def example_statistics(store: RunStore, run_ids: Iterable[str], task: str) -> tuple[list[np.ndarray], str] | None:
+    """Aligned per-example statistics of several runs of one task (same test examples, same order),
+    or None when the task has no per-example decomposition (e.g. RL: episodes differ between runs)."""
+    task_cls = _task_class(task)
+    if task_cls is None or not hasattr(task_cls, "example_statistics"):
+        return None
+    per_run, metric, order = [], "mean", None
+    for run_id in run_ids:
+        rows = store.read_predictions(run_id)
+        by_id = {r["id"]: r for r in rows}
+        order = order or sorted(by_id)
+        if sorted(by_id) != order:
+            raise UsageError(f"run {run_id} was tested on other examples than its peers; not comparable")
+        stats, metric = task_cls.example_statistics([by_id[i]["pred"] for i in order], [by_id[i]["ref"] for i in order])
+        per_run.append(np.asarray(stats, dtype=float))
+    return per_run, metric
+
+
+def _task_class(task: str) -> Any:
+    try:
+        return TASKS.get(task)
+    except UsageError:  # a task whose plugin is no longer installed: its numbers still report
+        return None

@@ -1,0 +1,84 @@
+"""Plots as SVG text (matplotlib, Agg backend): embedded inline in the HTML and written beside it."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def _svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: the SVG is embedded in HTML
+
+
+def task_scores_plot(report: dict[str, Any]) -> str:
+    """One panel per task: each model's primary metric with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = report["tasks"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4, 3.2 * len(tasks)), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        cells = [c for c in report["cells"] if c["task"] == task["name"] and c["estimate"] is not None]
+        y = range(len(cells))
+        estimates = [c["estimate"] for c in cells]
+        errors = [[c["estimate"] - c["low"] for c in cells], [c["high"] - c["estimate"] for c in cells]]
+        colors = ["#2b6cb0" if c["complete"] else "#a0aec0" for c in cells]
+        ax.barh(list(y), estimates, xerr=errors, color=colors, capsize=3)
+        ax.set_yticks(list(y), [c["model"] for c in cells], fontsize=7)
+        ax.set_title(f"{task['name']} v{task['version']}", fontsize=9)
+        ax.set_xlabel(task["primary_metric"] + ("" if task["higher_is_better"] else " (lower is better)"), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def rank_plot(report: dict[str, Any]) -> str | None:
+    """Mean rank with its bootstrap interval, for models ranked within their group."""
+    rows = [r for r in report["aggregate"] if r["mean_rank"] is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(rows)))
+    y = range(len(rows))
+    ax.errorbar([r["mean_rank"] for r in rows], list(y), fmt="o", capsize=3,
+                xerr=[[r["mean_rank"] - r["rank_low"] for r in rows], [r["rank_high"] - r["mean_rank"] for r in rows]])
+    ax.set_yticks(list(y), [r["model"] for r in rows], fontsize=7)
+    ax.set_xlabel("mean rank within its group (1 = best), 95% interval", fontsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def differences_plot(comparison: dict[str, Any]) -> str | None:
+    """Per task and seed: the paired difference A - B with its interval."""
+    rows = comparison["rows"]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * len(rows)))
+    y = range(len(rows))
+    ax.errorbar([r["difference"] for r in rows], list(y), fmt="o", capsize=3,
+                xerr=[[r["difference"] - r["low"] for r in rows], [r["high"] - r["difference"] for r in rows]])
+    ax.axvline(0, color="#718096", linewidth=1)
+    ax.set_yticks(list(y), [f"{r['task']} s{r['seed']}: {r['a']} - {r['b']}" for r in rows], fontsize=7)
+    ax.set_xlabel("difference of the primary metric (A - B), 95% paired bootstrap interval", fontsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return _svg(fig)

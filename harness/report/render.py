@@ -1,0 +1,83 @@
+"""Writes a report: README.md (GitHub-readable), index.html (one self-contained file), CSV, JSON, SVG plots.
+
+Every string that came from a task, label, backbone or run goes through jinja2's autoescaping in HTML
+and through `md_escape` in Markdown, so a name like `<script>` is shown, never run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.report.plots import differences_plot, rank_plot, task_scores_plot
+from harness.store import write_atomic
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
+
+
+def md_escape(value: Any) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _environment(html: bool) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=html,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    env.filters["md"] = md_escape
+    # Plots go into the page as <img> data URIs: an SVG shown through <img> can never run script.
+    env.filters["data_uri"] = lambda svg: "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    return env
+
+
+def cells_frame(report: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for cell in report["cells"]:
+        rows.append({"task": cell["task"], "model": cell["model"], "complete": cell["complete"],
+                     "seeds": " ".join(map(str, cell["seeds"])), "estimate": cell["estimate"], "ci_low": cell["low"],
+                     "ci_high": cell["high"], "interval_method": cell["method"],
+                     **{f"metric_{k}": v for k, v in cell.get("secondary", {}).items()},
+                     **{f"eff_{k}": v for k, v in cell.get("efficiency", {}).items()}})
+    return pd.DataFrame(rows)
+
+
+def write_leaderboard(report: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"scores.svg": task_scores_plot(report), "ranks.svg": rank_plot(report)}
+    return _write(out, "leaderboard", report, plots, cells_frame(report))
+
+
+def write_comparison(comparison: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"differences.svg": differences_plot(comparison)}
+    return _write(out, "comparison", comparison, plots, pd.DataFrame(comparison["rows"]))
+
+
+def _write(out: Path, kind: str, data: dict[str, Any], plots: dict[str, str | None], table: pd.DataFrame) -> list[Path]:
+    written = []
+    for name, svg in plots.items():
+        if svg is not None:
+            write_atomic(out / name, svg)
+            written.append(out / name)
+    context = {"r": data, "plots": {k: v for k, v in plots.items() if v is not None}}
+    for template, name, html in ((f"{kind}.md.j2", "README.md", False), (f"{kind}.html.j2", "index.html", True)):
+        write_atomic(out / name, _environment(html).get_template(template).render(**context))
+        written.append(out / name)
+    write_atomic(out / f"{kind}.csv", table.to_csv(index=False))
+    write_atomic(out / f"{kind}.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    written += [out / f"{kind}.csv", out / f"{kind}.json"]
+    return written

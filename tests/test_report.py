@@ -1,0 +1,131 @@
+"""Leaderboard reports and comparisons from real (tiny) runs, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_text_backbone: Path) -> Path:
+    """Two models (tiny backbone, frozen and full) x sentiment and ner x 2 seeds, smoke protocol."""
+    root = tmp_path_factory.mktemp("report")
+    board = root / "tiny.toml"
+    board.write_text(
+        'name = "tiny"\ndescription = "tiny models for tests"\nprotocol = "smoke"\nseeds = [0, 1]\n'
+        'tasks = ["sentiment", "ner"]\n'
+        f'models = [{{ backbone = "{tiny_text_backbone}", adapt = "full", tasks = ["sentiment", "ner"] }},\n'
+        f'          {{ backbone = "{tiny_text_backbone}", adapt = "frozen", tasks = ["sentiment", "ner"] }}]\n')
+    out = run_cli("run", "--leaderboard", str(board), "--quiet", runs_dir=root / "runs")
+    assert out.returncode == 0, out.stderr
+    assert "8 run now" in out.stdout
+    return root
+
+
+def _report(workspace: Path, *extra: str, out: str = "report") -> dict:
+    result = run_cli("report", "--leaderboard", str(workspace / "tiny.toml"), "--out", str(workspace / out),
+                     "--json", *extra, runs_dir=workspace / "runs")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_leaderboard_rerun_skips_complete_cells(workspace: Path) -> None:
+    out = run_cli("run", "--leaderboard", str(workspace / "tiny.toml"), "--quiet", runs_dir=workspace / "runs")
+    assert out.returncode == 0 and "0 run now, 8 already complete" in out.stdout
+
+
+def test_report_files_intervals_and_aggregate(workspace: Path) -> None:
+    report = _report(workspace)
+    folder = workspace / "report"
+    for name in ("README.md", "index.html", "leaderboard.csv", "leaderboard.json", "scores.svg", "ranks.svg"):
+        assert (folder / name).is_file(), name
+    assert len(report["cells"]) == 4 and all(c["complete"] for c in report["cells"])
+    for cell in report["cells"]:
+        assert cell["low"] <= cell["estimate"] <= cell["high"]
+        assert cell["method"].startswith("hierarchical bootstrap")
+        assert cell["efficiency"]["train_s"] > 0
+    ranks = [a["mean_rank"] for a in report["aggregate"]]
+    assert sum(ranks) == pytest.approx(3.0) and all(1 <= r <= 2 for r in ranks)  # two models, average ranks
+    assert all(a["rank_low"] <= a["mean_rank"] <= a["rank_high"] for a in report["aggregate"])
+    html = (folder / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing fetched
+    assert html.count("<tr data-model=") == 2
+
+
+def test_deleted_run_makes_its_cell_missing_not_a_lower_average(workspace: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    full = _report(copy)
+    victim = next(c for c in full["cells"] if c["task"] == "sentiment" and "full" in c["model"])
+    shutil.rmtree(copy / "runs" / victim["run_ids"][1])
+    report = _report(copy)
+    cell = next(c for c in report["cells"] if c["task"] == "sentiment" and c["model"] == victim["model"])
+    assert not cell["complete"] and cell["missing_seeds"] == [1]
+    assert any(victim["model"] in m for m in report["missing"])
+    aggregate = {a["model"]: a for a in report["aggregate"]}
+    assert aggregate[victim["model"]]["mean_rank"] is None and not aggregate[victim["model"]]["complete"]
+
+
+def test_run_with_another_protocol_is_shown_apart(workspace: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    record_path = next((copy / "runs").glob("sentiment-*-s0-*/result.json"))
+    record = json.loads(record_path.read_text())
+    record["protocol"] = "quick"  # as if made with another recipe
+    record_path.write_text(json.dumps(record))
+    report = _report(copy)
+    assert any("protocol quick, this leaderboard uses smoke" in e["reason"] for e in report["excluded"])
+    assert any(not c["complete"] for c in report["cells"])
+
+
+def test_report_of_a_runs_dir_refuses_to_mix_protocols(workspace: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    record_path = next((copy / "runs").glob("ner-*-s1-*/result.json"))
+    record = json.loads(record_path.read_text()) | {"protocol": "quick"}
+    record_path.write_text(json.dumps(record))
+    out = run_cli("report", "--out", str(copy / "r"), runs_dir=copy / "runs")
+    assert out.returncode == 2 and "several protocols" in out.stderr
+    assert run_cli("report", "--protocol", "smoke", "--out", str(copy / "r"), runs_dir=copy / "runs").returncode == 0
+
+
+def test_compare_adaptation_modes(workspace: Path, tiny_text_backbone: Path) -> None:
+    name = tiny_text_backbone.name
+    out = run_cli("compare", "--backbones", f"{name}:frozen,{name}:full", "--tasks", "sentiment,ner",
+                  "--out", str(workspace / "cmp"), "--json", runs_dir=workspace / "runs")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert len(data["rows"]) == 4  # 2 tasks x 2 seeds
+    for row in data["rows"]:
+        assert row["low"] <= row["difference"] <= row["high"] and 0 <= row["p_value"] <= row["p_holm"] <= 1
+    sentiment = [r for r in data["rows"] if r["task"] == "sentiment"]
+    assert all(r["test"].startswith("McNemar") for r in sentiment)
+    assert all(r["test"] == "paired bootstrap" for r in data["rows"] if r["task"] == "ner")
+    summary = data["summary"][0]
+    assert summary["win"] + summary["tie"] + summary["loss"] == 4
+    for name_ in ("README.md", "index.html", "comparison.json", "differences.svg"):
+        assert (workspace / "cmp" / name_).is_file()
+    table = run_cli("compare", "--backbones", f"{name}:frozen,{name}:full", "--out", str(workspace / "cmp2"),
+                    runs_dir=workspace / "runs")
+    assert table.returncode == 0 and "wins" in table.stdout
+
+
+def test_compare_a_model_with_itself_is_a_tie_with_p_one(workspace: Path, tiny_text_backbone: Path) -> None:
+    from harness.report.compare import build_comparison
+    from harness.store import RunStore
+
+    name = tiny_text_backbone.name
+    data = build_comparison(RunStore(workspace / "runs"), [(name, "full"), (name, "full")], ["sentiment"])
+    assert all(r["difference"] == 0 and r["p_value"] == 1 and r["outcome"] == "tie" for r in data["rows"])
+
+
+@pytest.mark.parametrize("args", [["compare", "--backbones", "minilm"], ["compare", "--backbones", "nope,minilm"],
+                                  ["report", "--leaderboard", "no-such-board"]])
+def test_bad_report_input(args: list[str], tmp_path: Path) -> None:
+    out = run_cli(*args, runs_dir=tmp_path / "runs")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

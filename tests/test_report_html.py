@@ -1,0 +1,79 @@
+"""The HTML report in a real headless browser, and escaping of every name that reaches a page."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.report.render import write_comparison, write_leaderboard
+
+EVIL = '<script>alert("x")</script>'
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def evil_report() -> dict:
+    """A small report whose task, model and run names all carry markup."""
+    task = {"name": f"task{EVIL}", "version": "1", "modality": "text", "primary_metric": "accuracy",
+            "higher_is_better": True, "description": f"about {EVIL}", "metrics": ["accuracy"]}
+    def cell(model: str, value: float, complete: bool = True) -> dict:
+        return {"task": task["name"], "model": model, "backbone": model, "seeds": [0, 1] if complete else [0],
+                "missing_seeds": [] if complete else [1], "run_ids": [f"run{EVIL}"], "complete": complete,
+                "estimate": value, "low": value - 0.05, "high": value + 0.05, "method": "hierarchical bootstrap",
+                "per_seed": [value, value], "secondary": {"accuracy": value, f"label{EVIL}": 1.0},
+                "efficiency": {"params": 1000, "train_s": 1.5, "train_examples_per_s": 10.0,
+                               "eval_examples_per_s": 20.0, "peak_mem_mb": 100.0}}
+    models = [f"model-a{EVIL} (full)", "model-b (frozen)"]
+    return {"name": f"board{EVIL}", "description": f"desc {EVIL}", "protocol": "smoke", "seeds": [0, 1],
+            "generated_at": "2026-01-01T00:00:00+00:00", "harness_version": "0.1.0", "run_harness_versions": ["0.1.0"],
+            "tasks": [task], "models": models, "cells": [cell(models[0], 0.8), cell(models[1], 0.6, complete=False)],
+            "aggregate": [{"model": m, "tasks": [task["name"]], "group_size": 2, "complete": i == 0,
+                           "mean_rank": None, "rank_low": None, "rank_high": None, "borda": None,
+                           "normalised_score": None} for i, m in enumerate(models)],
+            "excluded": [{"run_id": f"old{EVIL}", "reason": f"protocol {EVIL}"}],
+            "missing": [f"{task['name']} / {models[1]}: seeds 1"]}
+
+
+def test_every_name_is_escaped_in_html_and_markdown(tmp_path: Path) -> None:
+    write_leaderboard(evil_report(), tmp_path)
+    html = (tmp_path / "index.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    markdown = (tmp_path / "README.md").read_text()
+    assert "<script>" not in markdown and r"\<script\>" in markdown
+    assert json.loads((tmp_path / "leaderboard.json").read_text())["name"] == f"board{EVIL}"  # data stays raw
+    comparison = {"protocol": "smoke", "models": [f"a{EVIL}", "b"], "tasks": [f"t{EVIL}"], "alpha": 0.05,
+                  "generated_at": "x", "harness_version": "0.1.0", "notes": [EVIL],
+                  "summary": [{"a": f"a{EVIL}", "b": "b", "win": 1, "tie": 0, "loss": 0}],
+                  "rows": [{"task": f"t{EVIL}", "seed": 0, "a": f"a{EVIL}", "b": "b", "metric": "accuracy",
+                            "higher_is_better": True, "score_a": 0.9, "score_b": 0.8, "difference": 0.1, "low": 0.05,
+                            "high": 0.15, "p_value": 0.01, "p_holm": 0.01, "test": "McNemar", "outcome": "win",
+                            "n_examples": 10, "run_a": "r1", "run_b": "r2"}]}
+    write_comparison(comparison, tmp_path / "cmp")
+    assert "<script>" not in (tmp_path / "cmp" / "index.html").read_text()
+    assert "<script>" not in (tmp_path / "cmp" / "README.md").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="apt-get install chromium")
+def test_report_loads_in_headless_chromium_without_errors(tmp_path: Path) -> None:
+    assert CHROMIUM, "CI must install Debian's chromium (.ci/run does)"
+    write_leaderboard(evil_report(), tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").as_uri()
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('<tr data-model="') == 2  # both models' rows are there
+    assert "missing" in dom.stdout and "seeds 0 only" in dom.stdout
+    assert "<script" not in dom.stdout  # the names arrived as text: the page holds no script element
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    shot = tmp_path / "report.png"
+    result = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,1400", page], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-2000:]
