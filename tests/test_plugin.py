@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ PLUGIN = REPO / "tests" / "plugins" / "harness-demo-plugin"
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Install the demo plugin with pip into its own folder (a real wheel build and install)."""
     target = tmp_path_factory.mktemp("plugin-site")
+    source = tmp_path_factory.mktemp("plugin-src") / PLUGIN.name
+    shutil.copytree(PLUGIN, source)  # builds write build/ next to the sources: keep the checkout clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--target", str(target), str(PLUGIN)], check=True)
+                    "--no-build-isolation", "--target", str(target), str(source)], check=True)
     return target
 
 

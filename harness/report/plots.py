@@ -24,8 +24,12 @@ def task_scores_plot(report: dict[str, Any]) -> str:
     import matplotlib.pyplot as plt
 
     tasks = report["tasks"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4, 3.2 * len(tasks)), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    columns = min(4, len(tasks))
+    rows = -(-len(tasks) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns + 1, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
         cells = [c for c in report["cells"] if c["task"] == task["name"] and c["estimate"] is not None]
         y = range(len(cells))
         estimates = [c["estimate"] for c in cells]
