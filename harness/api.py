@@ -70,6 +70,8 @@ def report(leaderboard: str | None = None, runs_dir: str | Path | None = None, o
     if board is not None and protocol is not None and protocol != board.protocol:
         raise UsageError(f"leaderboard '{board.name}' is defined for protocol {board.protocol}, not {protocol}")
     data = build_report(RunStore(runs_dir or default_runs_dir()), board, protocol)
+    data["command"] = (f"harness run --leaderboard {board.name} && harness report --leaderboard {board.name}"
+                       if board is not None else f"harness report --protocol {data['protocol']}")
     folder = Path(out) if out else Path("reports") / data["name"]
     write_leaderboard(data, folder)
     return data, folder

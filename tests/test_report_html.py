@@ -29,6 +29,7 @@ def evil_report() -> dict:
                                "eval_examples_per_s": 20.0, "peak_mem_mb": 100.0}}
     models = [f"model-a{EVIL} (full)", "model-b (frozen)"]
     return {"name": f"board{EVIL}", "description": f"desc {EVIL}", "protocol": "smoke", "seeds": [0, 1],
+            "command": f"harness report --leaderboard board{EVIL}",
             "generated_at": "2026-01-01T00:00:00+00:00", "harness_version": "0.1.0", "run_harness_versions": ["0.1.0"],
             "tasks": [task], "models": models, "cells": [cell(models[0], 0.8), cell(models[1], 0.6, complete=False)],
             "aggregate": [{"model": m, "tasks": [task["name"]], "group_size": 2, "complete": i == 0,
