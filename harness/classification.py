@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.metrics import classification_scores
 from harness.protocol import TrainingProtocol
-from harness.task import DatasetTask, Example, StepOutput
+from harness.task import DatasetTask, Example, MetricSpec, StepOutput
+
+
+def classification_metrics(accuracy_name: str = "accuracy") -> tuple[MetricSpec, ...]:
+    """The metrics ClassificationTask.compute_metrics reports, primary first, for a task's TaskSpec."""
+    return (MetricSpec(accuracy_name, description="top-1 accuracy"), MetricSpec("macro_f1"),
+            MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins"))
 
 if TYPE_CHECKING:
     import torch

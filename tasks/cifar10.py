@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.assets import data_cache_dir, downloads_allowed, file_digest
+from harness.classification import classification_metrics
 from harness.datasets import CIFAR_FILES, read_cifar10
 from harness.errors import UsageError
 from harness.image_tasks import ImageClassificationTask
 from harness.protocol import TrainingProtocol
 from harness.splits import hash_split
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 
 LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -28,8 +29,7 @@ class Cifar10Task(ImageClassificationTask):
         name="cifar10",
         modality="image",
         kind="image-classification",
-        metrics=(MetricSpec("top1", description="top-1 accuracy"), MetricSpec("macro_f1"),
-                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        metrics=classification_metrics("top1"),
         default_backbone="efficientnet-lite0",
         version="1",
         description="CIFAR-10, 10 classes; official test batch, 5k dev images held out of train",

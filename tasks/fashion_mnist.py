@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.assets import data_cache_dir, downloads_allowed, file_digest
+from harness.classification import classification_metrics
 from harness.datasets import read_idx
 from harness.errors import UsageError
 from harness.image_tasks import ImageClassificationTask
 from harness.protocol import TrainingProtocol
 from harness.splits import hash_split
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -41,8 +42,7 @@ class FashionMnistTask(ImageClassificationTask):
         name="fashion-mnist",
         modality="image",
         kind="image-classification",
-        metrics=(MetricSpec("top1", description="top-1 accuracy"), MetricSpec("macro_f1"),
-                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        metrics=classification_metrics("top1"),
         default_backbone="efficientnet-lite0",
         version="1",
         description="Fashion-MNIST, 10 clothing classes; official test set, 5k dev images held out of train",

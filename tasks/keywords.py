@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from harness.audio_tasks import AudioClassificationTask
+from harness.classification import classification_metrics
 from harness.protocol import TrainingProtocol
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -25,8 +26,7 @@ class KeywordsTask(AudioClassificationTask):
         name="keywords",
         modality="audio",
         kind="audio-classification",
-        metrics=(MetricSpec("accuracy"), MetricSpec("macro_f1"),
-                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        metrics=classification_metrics(),
         default_backbone="whisper-tiny-en",
         version="1",
         description="10 spoken command words synthesised with eSpeak NG; test voices never heard in training",

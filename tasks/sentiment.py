@@ -14,9 +14,10 @@ from collections import defaultdict
 from typing import ClassVar
 
 from harness.assets import file_digest, packaged_data_file
+from harness.classification import classification_metrics
 from harness.protocol import TrainingProtocol
 from harness.splits import hash_split
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import SequenceClassificationTask
 
 LABELS = ("negative", "neutral", "positive")
@@ -32,8 +33,7 @@ class SentimentTask(SequenceClassificationTask):
         name="sentiment",
         modality="text",
         kind="sequence-classification",
-        metrics=(MetricSpec("accuracy"), MetricSpec("macro_f1"),
-                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        metrics=classification_metrics(),
         default_backbone="minilm",
         version="1",
         description="tweet sentiment, 3 classes, de-duplicated, harness-fixed 80/10/10 split",

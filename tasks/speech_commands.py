@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.audio_tasks import AudioClassificationTask
+from harness.classification import classification_metrics
 from harness.errors import UsageError
 from harness.protocol import TrainingProtocol
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 
 
 @register_task
@@ -24,8 +25,7 @@ class SpeechCommandsTask(AudioClassificationTask):
         name="speech-commands",
         modality="audio",
         kind="audio-classification",
-        metrics=(MetricSpec("accuracy"), MetricSpec("macro_f1"),
-                 MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins")),
+        metrics=classification_metrics(),
         default_backbone="whisper-tiny-en",
         version="1",
         description="Google Speech Commands word classification, official validation/testing lists",
