@@ -31,7 +31,7 @@ class Cifar10Task(ImageClassificationTask):
         kind="image-classification",
         metrics=classification_metrics("top1"),
         default_backbone="efficientnet-lite0",
-        version="1",
+        version="2",  # v2: weights store batch-norm statistics, so the tested model is restored exactly
         description="CIFAR-10, 10 classes; official test batch, 5k dev images held out of train",
         license="MIT-style (CIFAR-10 terms: cite the tech report)",
         citation="Krizhevsky 2009, Learning Multiple Layers of Features from Tiny Images",

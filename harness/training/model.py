@@ -33,6 +33,12 @@ class TaskModel(nn.Module):
             features = self.backbone(**inputs)
         return self.head(self.featurizer(features.hidden_states), features.mask)
 
+    def logits(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """The same function as forward on raw inputs, but differentiable through the backbone even when it
+        is frozen: what attribution methods (explain/) need."""
+        features = self.backbone(**inputs)
+        return self.head(self.featurizer(features.hidden_states), features.mask)
+
     def train(self, mode: bool = True) -> TaskModel:
         super().train(mode)
         if self.adaptation.mode == "frozen":
@@ -40,8 +46,12 @@ class TaskModel(nn.Module):
         return self
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """The weights a run changes (head, layer mix, trained backbone layers), detached on CPU."""
+        """The weights a run changes, detached on CPU: trained parameters (head, layer mix, trained backbone
+        layers) and, unless the backbone is frozen (then always in eval mode), the backbone's buffers: batch-norm
+        running statistics move in training mode even in layers whose parameters are frozen."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
+        if self.adaptation.mode != "frozen":
+            names |= {f"backbone.{n}" for n, _ in self.backbone.named_buffers()}
         return {n: t.detach().to("cpu", copy=True) for n, t in self.state_dict().items() if n in names}
 
 
