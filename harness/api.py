@@ -18,7 +18,7 @@ from typing import Any
 import harness
 from harness.adaptation import Adaptation
 from harness.backbones.spec import BACKBONES, BackboneSpec, resolve_backbone
-from harness.errors import HarnessError, RunFailed, UsageError
+from harness.errors import HarnessError, NothingToExplain, RunFailed, UsageError
 from harness.progress import ProgressReporter
 from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
 from harness.store import LOG, SCHEMA_VERSION, RunStore, config_hash, make_run_id
@@ -70,7 +70,7 @@ def report(leaderboard: str | None = None, runs_dir: str | Path | None = None, o
     if board is not None and protocol is not None and protocol != board.protocol:
         raise UsageError(f"leaderboard '{board.name}' is defined for protocol {board.protocol}, not {protocol}")
     data = build_report(RunStore(runs_dir or default_runs_dir()), board, protocol)
-    data["command"] = (f"harness run --leaderboard {board.name} && harness report --leaderboard {board.name}"
+    data["command"] = (f"harness run --leaderboard {board.name} --explain && harness report --leaderboard {board.name}"
                        if board is not None else f"harness report --protocol {data['protocol']}")
     folder = Path(out) if out else Path("reports") / data["name"]
     write_leaderboard(data, folder)
@@ -91,6 +91,17 @@ def compare(backbones: str, tasks: Sequence[str] | None = None, protocol: str | 
     folder = Path(out) if out else Path("reports") / "compare" / slug.replace("/", "_").replace(":", "")
     write_comparison(data, folder)
     return data, folder
+
+
+def explain(run_id: str, runs_dir: str | Path | None = None, device: str = "auto", data_dir: str | None = None,
+            force: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Explain a stored complete run (attributions, faithfulness, summaries); returns its explanation block."""
+    from harness.explain.runner import explain_run
+
+    if device not in DEVICES:
+        raise UsageError(f"invalid device '{device}' (use {', '.join(DEVICES)})")
+    return explain_run(RunStore(runs_dir or default_runs_dir()), run_id, resolve_device(device), data_dir, force,
+                       ProgressReporter(progress))
 
 
 def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
@@ -165,8 +176,9 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | None = Non
 def run(task: str, backbone: str | None = None, protocol: str | None = None, seeds: Sequence[int] = (0,),
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
         force: bool = False, deterministic: bool = False, progress: bool = True,
-        data_dir: str | None = None) -> list[RunOutcome]:
-    """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force."""
+        data_dir: str | None = None, explain: bool = False) -> list[RunOutcome]:
+    """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force.
+    With explain, each complete run is then explained (a stored explanation with the same settings is kept)."""
     if device not in DEVICES:
         raise UsageError(f"invalid device '{device}' (use {', '.join(DEVICES)})")
     store = RunStore(runs_dir or default_runs_dir())
@@ -180,6 +192,17 @@ def run(task: str, backbone: str | None = None, protocol: str | None = None, see
             continue
         outcomes.append(RunOutcome(_execute(plan, store, resolve_device(device), ProgressReporter(progress)),
                                    reused=False))
+    if explain:
+        from harness.explain.runner import explain_run
+
+        for outcome in outcomes:
+            try:
+                block = explain_run(store, outcome.record["run_id"], resolve_device(device), data_dir,
+                                    progress=ProgressReporter(progress))
+            except NothingToExplain as exc:  # the run itself stands; only its explanation is empty
+                log.warning("run %s: %s", outcome.record["run_id"], exc)
+                continue
+            outcome.record = outcome.record | {"explanation": block}
     return outcomes
 
 
@@ -250,16 +273,24 @@ def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
 
 
 def _train_control(plan: RunPlan, device: str, progress: ProgressReporter) -> Any:
+    from harness.training.control import train_and_evaluate_control
+
+    return train_and_evaluate_control(plan.task, control_backbone_factory(plan), plan.protocol, plan.seed, device,
+                                      frozen=plan.adaptation.mode == "frozen",
+                                      pretrained=plan.asset.source != "random init", progress=progress)
+
+
+def control_backbone_factory(plan: RunPlan) -> Any:
+    """What SB3 calls for each network it builds (DQN's target net gets its own copy of the backbone)."""
     import numpy as np
 
-    from harness.training.control import train_and_evaluate_control
     from harness.training.model import apply_adaptation
 
     probe = plan.task.make_env(plan.protocol)
     obs_dim = int(np.prod(probe.observation_space.shape))
     probe.close()
 
-    def make_backbone() -> Any:  # called by each network SB3 builds (DQN's target net gets its own copy)
+    def make_backbone() -> Any:
         backbone = plan.backbone.build(plan.asset)
         if hasattr(backbone, "configure"):
             backbone.configure({"obs_dim": obs_dim, **plan.protocol.backbone})
@@ -267,9 +298,7 @@ def _train_control(plan: RunPlan, device: str, progress: ProgressReporter) -> An
         apply_adaptation(backbone, plan.adaptation)
         return backbone
 
-    return train_and_evaluate_control(plan.task, make_backbone, plan.protocol, plan.seed, device,
-                                      frozen=plan.adaptation.mode == "frozen",
-                                      pretrained=plan.asset.source != "random init", progress=progress)
+    return make_backbone
 
 
 def _cached_feature_source(plan: RunPlan, cache: Any) -> Any:

@@ -68,8 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
     p_run.add_argument("--force", action="store_true", help="rerun even if an identical complete run exists")
     p_run.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
+    p_run.add_argument("--explain", action="store_true",
+                       help="then explain each run: attributions, faithfulness, summaries (see 'harness explain')")
     p_run.add_argument("--json", action="store_true", help="print the run records as JSON on stdout")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p_explain = sub.add_parser("explain", help="explain a stored run: attributions, faithfulness numbers, summaries")
+    p_explain.add_argument("run_id", help="run id (or an unambiguous prefix)")
+    p_explain.add_argument("--runs-dir", help="where runs are stored (default ./runs or $HARNESS_RUNS_DIR)")
+    p_explain.add_argument("--data-dir", help="the task's data folder, for tasks whose data is not packaged")
+    p_explain.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p_explain.add_argument("--force", action="store_true", help="recompute even if a stored explanation exists")
+    p_explain.add_argument("--json", action="store_true", help="print the explanation block as JSON")
+    p_explain.add_argument("--quiet", action="store_true", help="no progress output")
 
     p_report = sub.add_parser("report", help="write a leaderboard report (Markdown, HTML, CSV, JSON, plots)")
     p_report.add_argument("--leaderboard", help="a leaderboard name (default: every complete run of one protocol)")
@@ -103,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().print_help()
             return 2
         commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
-                    "compare": _cmd_compare}
+                    "compare": _cmd_compare, "explain": _cmd_explain}
         return commands[args.command](args)
     except HarnessError as exc:
         if debug:
@@ -176,13 +187,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _run_leaderboard(args)
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
-                       deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir)
+                       deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir,
+                       explain=args.explain)
     records = [o.record for o in outcomes]
     if args.json:
         print(json.dumps(records if len(records) > 1 else records[0], indent=2))
         return 0
     for outcome in outcomes:
         print(_summary(outcome.record, reused=outcome.reused))
+        if "explanation" in outcome.record:
+            print(_explanation_summary(outcome.record["explanation"]))
     if len(records) > 1:
         print(_seed_summary(records))
     return 0
@@ -197,7 +211,8 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
         raise UsageError(f"--leaderboard takes its tasks, models, seeds and protocol from its definition; "
                          f"drop {', '.join(given + (['--force'] if args.force else []))}")
     board = load_leaderboard(args.leaderboard)
-    summary = run_leaderboard(board, runs_dir=args.runs_dir, device=args.device, progress=not args.quiet)
+    summary = run_leaderboard(board, runs_dir=args.runs_dir, device=args.device, progress=not args.quiet,
+                              explain=args.explain)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -243,6 +258,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for note in data["notes"]:
         print(f"note: {note}")
     print(f"comparison written to {folder}/ (README.md, index.html, comparison.json, comparison.csv)")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from harness import api
+
+    if args.quiet:
+        for handler in log.handlers:
+            handler.setLevel(logging.WARNING)
+    block = api.explain(args.run_id, args.runs_dir, args.device, args.data_dir, args.force, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(block, indent=2))
+        return 0
+    record = api.show(args.run_id, args.runs_dir)
+    print(f"{record['task']}  backbone {record['backbone']}  adapt {record['adapt']}  protocol {record['protocol']}  "
+          f"seed {record['seed']}\n  run {record['run_id']}")
+    print(_explanation_summary(block))
     return 0
 
 
@@ -294,11 +326,38 @@ def _summary(record: dict[str, Any], reused: bool, detail: bool = False) -> str:
         lines.append(f"  time: train {timing.get('train_s', 0):.1f}s, test {timing.get('eval_s', 0):.1f}s, "
                      f"{timing.get('train_examples_per_s', 0):.1f} {unit}, "
                      f"peak memory {timing.get('peak_mem_mb', 0):.0f} MB")
+    if detail and "explanation" in record:
+        lines.append(_explanation_summary(record["explanation"]))
     if detail:
         lines.append(f"  best epoch {record.get('best_epoch')}  config hash {record['config_hash'][:16]}  "
                      f"created {record['created_at']}")
         env = record.get("env", {})
         lines.append("  env: " + "  ".join(f"{k} {v}" for k, v in env.items() if v))
+    return "\n".join(lines)
+
+
+def _interval(entry: dict[str, Any] | None) -> str:
+    return "-" if not entry else f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def _explanation_summary(block: dict[str, Any]) -> str:
+    """The explanation block of a run record: method, cost, faithfulness with 95% intervals, highlights."""
+    f = block["faithfulness"]
+    lines = [f"  explained {block['n_items']} x {block['target']} in {block['seconds']:.1f}s: {block['method']}"]
+    for curve, better in (("deletion", "lower"), ("insertion", "higher")):
+        if f"{curve}_auc" in f:
+            versus = f.get(f"{curve}_vs_random", {})
+            p = f", Wilcoxon p {versus['p_value']:.2g}" if versus else ""
+            lines.append(f"  {curve} AUC {_interval(f[f'{curve}_auc'])} vs random ranking "
+                         f"{_interval(f.get(f'{curve}_auc_random'))} ({better} is faithful{p})")
+    lines.append(f"  comprehensiveness {_interval(f.get('comprehensiveness'))}, "
+                 f"sufficiency {_interval(f.get('sufficiency'))} (ERASER AOPC; high, low are faithful)")
+    lines.append(f"  randomisation check: Spearman {_interval(f.get('randomisation_spearman'))} "
+                 f"({block['randomisation']}; low passes)")
+    if block.get("prediction_agreement") is not None:
+        lines.append(f"  rebuilt model agrees with the stored predictions on {block['prediction_agreement']:.0%}")
+    for group, line in block.get("highlights", {}).items():
+        lines.append(f"  {group}: {line}")
     return "\n".join(lines)
 
 

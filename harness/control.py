@@ -65,6 +65,9 @@ class ControlTask:
     env_kwargs: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     accepts_data_dir: ClassVar[bool] = False
     pooled_features: ClassVar[bool] = False
+    # Names for explanations and reports (optional): one per observation dimension, one per discrete action.
+    observation_names: ClassVar[tuple[str, ...]] = ()
+    action_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, data_dir: str | None = None) -> None:
         if data_dir is not None:

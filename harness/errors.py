@@ -17,3 +17,7 @@ class RunFailed(HarnessError):
     """A run started and failed (non-finite loss, out of memory, ...) (exit 1)."""
 
     exit_code = 1
+
+
+class NothingToExplain(UsageError):
+    """A run whose explained sample holds no output to explain (e.g. a NER model that predicts no entity)."""

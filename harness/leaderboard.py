@@ -138,7 +138,7 @@ def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderb
 
 
 def run_leaderboard(board: Leaderboard, runs_dir: str | Path | None = None, device: str = "auto",
-                    progress: bool = True) -> dict[str, list[Any]]:
+                    progress: bool = True, explain: bool = False) -> dict[str, list[Any]]:
     """Run every missing cell (complete ones are skipped by config hash); one failing cell does not stop
     the others. Returns {"reused": [...], "ran": [...], "failed": [(task, model, seed, error)]}."""
     import logging
@@ -155,7 +155,8 @@ def run_leaderboard(board: Leaderboard, runs_dir: str | Path | None = None, devi
         for seed in board.seeds:
             try:
                 (outcome,) = api.run(task, backbone=model.backbone, protocol=board.protocol, seeds=[seed],
-                                     adapt=model.adapt, device=device, runs_dir=runs_dir, progress=progress)
+                                     adapt=model.adapt, device=device, runs_dir=runs_dir, progress=progress,
+                                     explain=explain)
             except HarnessError as exc:
                 log.warning("%s / %s / seed %d failed: %s", task, model.label, seed, exc)
                 summary["failed"].append((task, model.label, seed, str(exc)))

@@ -142,19 +142,38 @@ class RunStore:
         A directory left without result.json (a killed run) or with a failed result is wiped, so the
         run restarts cleanly. A second process asking for the same run while one holds it gets an error.
         """
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{run_id}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunFailed(f"run {run_id} is already in progress in another process") from None
+        with self.lock(run_id):
             directory = self.run_dir(run_id)
             if directory.exists():
                 log.warning("removing the unfinished run directory %s before restarting", directory)
                 shutil.rmtree(directory)
             directory.mkdir(parents=True)
             yield directory
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[None]:
+        """An exclusive, non-blocking lock on one run (running it, or adding explanations to it)."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{run_id}.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunFailed(f"run {run_id} is already in progress in another process") from None
+            yield
+
+    def replace_folder(self, run_id: str, name: str, staged: Path) -> Path:
+        """Swap a fully written folder `staged` in as the run's `name` folder (e.g. explanations/): the old
+        one is moved aside first and removed last, so a reader never sees a half-written folder."""
+        final = self.run_dir(run_id) / name
+        old = final.with_name(f".{name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
 
     def write_predictions(self, run_id: str, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -28,6 +28,9 @@ class AcrobotTask(ControlTask):
         data_sources=("gymnasium Acrobot-v1",),
     )
     env_id: ClassVar[str] = "Acrobot-v1"
+    observation_names: ClassVar[tuple[str, ...]] = ("cos theta1", "sin theta1", "cos theta2", "sin theta2",
+                                                    "theta1 velocity", "theta2 velocity")
+    action_names: ClassVar[tuple[str, ...]] = ("torque -1", "torque 0", "torque +1")
     protocols: ClassVar[dict[str, ControlProtocol]] = {
         "smoke": ControlProtocol("smoke", "dqn", total_timesteps=1000, hyperparams=ZOO_DQN, backbone=MLP,
                                  eval_episodes=3),

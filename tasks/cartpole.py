@@ -29,6 +29,9 @@ class CartPoleTask(ControlTask):
         data_sources=("gymnasium CartPole-v1",),
     )
     env_id: ClassVar[str] = "CartPole-v1"
+    observation_names: ClassVar[tuple[str, ...]] = ("cart position", "cart velocity", "pole angle",
+                                                    "pole angular velocity")
+    action_names: ClassVar[tuple[str, ...]] = ("push left", "push right")
     protocols: ClassVar[dict[str, ControlProtocol]] = {
         "smoke": ControlProtocol("smoke", "ppo", total_timesteps=2048, n_envs=8, hyperparams=ZOO_PPO | {"n_epochs": 2},
                                  backbone=MLP, eval_episodes=5),

@@ -50,6 +50,7 @@ class CartPolePixelsTask(ControlTask):
         data_sources=("gymnasium CartPole-v1 rgb_array renders",),
     )
     env_id: ClassVar[str] = "CartPole-v1"
+    action_names: ClassVar[tuple[str, ...]] = ("push left", "push right")
     protocols: ClassVar[dict[str, ControlProtocol]] = {
         "smoke": ControlProtocol("smoke", "ppo", total_timesteps=256, n_envs=4,
                                  hyperparams=PPO | {"n_steps": 32, "batch_size": 64, "n_epochs": 1},

@@ -28,6 +28,8 @@ class MountainCarTask(ControlTask):
         data_sources=("gymnasium MountainCar-v0",),
     )
     env_id: ClassVar[str] = "MountainCar-v0"
+    observation_names: ClassVar[tuple[str, ...]] = ("position", "velocity")
+    action_names: ClassVar[tuple[str, ...]] = ("accelerate left", "no push", "accelerate right")
     protocols: ClassVar[dict[str, ControlProtocol]] = {
         "smoke": ControlProtocol("smoke", "dqn", total_timesteps=1000, hyperparams=ZOO_DQN | {"learning_starts": 100},
                                  backbone=MLP, eval_episodes=3),

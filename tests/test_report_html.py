@@ -39,11 +39,29 @@ def evil_report() -> dict:
             "missing": [f"{task['name']} / {models[1]}: seeds 1"]}
 
 
+def evil_explanation(tmp_path: Path) -> dict:
+    png = tmp_path / "source.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    interval = {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 3}
+    return {"task": f"t{EVIL}", "model": f"m{EVIL}", "runs": 2, "runs_explained": 1, "seeds": [0], "items": 3,
+            "method": f"ig {EVIL}", "unit": f"word {EVIL}", "target": f"class {EVIL}", "randomisation": EVIL,
+            "seconds_per_run": 1.5, "highlights": {f"label{EVIL}": f"top words: {EVIL}"}, "highlights_seed": 0,
+            "faithfulness": {"n": 3, "deletion_auc": interval, "deletion_auc_random": interval,
+                             "deletion_vs_random": interval | {"p_value": 0.01}},
+            "visuals": [{"kind": "tokens", "id": "x", "label": f"pos{EVIL}",
+                         "tokens": [{"text": EVIL, "weight": 0.5, "shade": 1.0, "positive": True, "in_target": False}]},
+                        {"kind": "image", "file": "explain/x.png", "id": "", "label": f"img{EVIL}",
+                         "caption": f"cap{EVIL}", "source": str(png)}]}
+
+
 def test_every_name_is_escaped_in_html_and_markdown(tmp_path: Path) -> None:
-    write_leaderboard(evil_report(), tmp_path)
+    write_leaderboard(evil_report() | {"explanations": [evil_explanation(tmp_path)]}, tmp_path)
     html = (tmp_path / "index.html").read_text()
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+    assert 'id="explainability"' in html and "data:image/png;base64," in html
+    assert (tmp_path / "explain" / "x.png").read_bytes().startswith(b"\x89PNG")
+    assert "source.png" not in (tmp_path / "leaderboard.json").read_text()  # local paths stay out of the data
     markdown = (tmp_path / "README.md").read_text()
     assert "<script>" not in markdown and r"\<script\>" in markdown
     assert json.loads((tmp_path / "leaderboard.json").read_text())["name"] == f"board{EVIL}"  # data stays raw

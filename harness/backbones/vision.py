@@ -203,9 +203,11 @@ class VisionBackbone(nn.Module):
         self.feature_dim: int = int(model.num_features)
         self.num_layers: int = len(self.layer_groups()) - 1
         self.num_hidden_states: int = 1  # only the final map: intermediate stages differ in width
+        # A parameter-free tap on the last convolutional stage's output: Grad-CAM (explain/) hooks it.
+        self.feature_map = nn.Identity()
 
     def forward(self, pixel_values: torch.Tensor, **_: Any) -> Features:
-        fmap = self.model.forward_features(pixel_values)  # [batch, C, H, W]
+        fmap = self.feature_map(self.model.forward_features(pixel_values))  # [batch, C, H, W]
         if fmap.ndim != 4:
             raise ValueError(f"expected a [batch, C, H, W] feature map from {type(self.model).__name__}, "
                              f"got shape {tuple(fmap.shape)}")

@@ -19,6 +19,7 @@ import harness
 from harness import stats
 from harness.errors import UsageError
 from harness.report.collect import example_statistics, model_label, runs_table
+from harness.report.explanations import explanation_sections
 from harness.store import RunStore
 from harness.task import TASKS
 
@@ -69,10 +70,19 @@ def build_comparison(store: RunStore, models: list[tuple[str, str | None]], task
         row["p_holm"] = p
         significant = p < alpha and row["difference"] != 0
         row["outcome"] = ("win" if row["difference"] > 0 else "loss") if significant else "tie"
+    groups = []
+    for task in task_names:
+        version = _current_version(task)
+        for label in labels:
+            chosen = runs[(runs["task"] == task) & (runs["model"] == label)]
+            if version:
+                chosen = chosen[chosen["task_version"] == version]
+            groups.append((task, label, list(chosen.sort_values("seed")["run_id"])))
     return {
         "protocol": protocol, "models": labels, "tasks": task_names, "alpha": alpha,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "harness_version": harness.__version__,
         "rows": rows, "summary": _summary(rows, labels), "notes": notes,
+        "explanations": explanation_sections(store, groups),
     }
 
 

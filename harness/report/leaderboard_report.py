@@ -20,6 +20,7 @@ from harness import stats
 from harness.errors import UsageError
 from harness.leaderboard import Leaderboard
 from harness.report.collect import example_statistics, model_label, runs_table
+from harness.report.explanations import explanation_sections
 from harness.store import RunStore
 from harness.task import TASKS
 
@@ -67,6 +68,7 @@ def build_report(store: RunStore, board: Leaderboard | None = None, protocol: st
         "excluded": excluded,
         "missing": [f"{c['task']} / {c['model']}: seeds {', '.join(map(str, c['missing_seeds']))}"
                     for c in cells if c["missing_seeds"]],
+        "explanations": explanation_sections(store, [(c["task"], c["model"], c["run_ids"]) for c in cells]),
     }
 
 

@@ -67,13 +67,31 @@ def write_comparison(comparison: dict[str, Any], out: Path) -> list[Path]:
     return _write(out, "comparison", comparison, plots, pd.DataFrame(comparison["rows"]))
 
 
+def _explanation_images(out: Path, data: dict[str, Any]) -> tuple[dict[str, str], list[Path]]:
+    """Copy each explanation visual (a PNG in a run's folder) into the report and return their data URIs
+    (the HTML page stays one self-contained file; PNGs in <img> cannot run script)."""
+    uris, written = {}, []
+    for section in data.get("explanations", []):
+        for visual in section["visuals"]:
+            source = visual.pop("source", None)
+            if visual.get("kind") != "image" or source is None:
+                continue
+            content = Path(source).read_bytes()
+            write_atomic(out / visual["file"], content)
+            written.append(out / visual["file"])
+            uris[visual["file"]] = "data:image/png;base64," + base64.b64encode(content).decode()
+    return uris, written
+
+
 def _write(out: Path, kind: str, data: dict[str, Any], plots: dict[str, str | None], table: pd.DataFrame) -> list[Path]:
     written = []
     for name, svg in plots.items():
         if svg is not None:
             write_atomic(out / name, svg)
             written.append(out / name)
-    context = {"r": data, "plots": {k: v for k, v in plots.items() if v is not None}}
+    images, copied = _explanation_images(out, data)
+    written += copied
+    context = {"r": data, "plots": {k: v for k, v in plots.items() if v is not None}, "images": images}
     for template, name, html in ((f"{kind}.md.j2", "README.md", False), (f"{kind}.html.j2", "index.html", True)):
         write_atomic(out / name, _environment(html).get_template(template).render(**context))
         written.append(out / name)

@@ -89,9 +89,9 @@ def _schedules(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol,
-                               seed: int, device: str, frozen: bool, pretrained: bool,
-                               progress: ProgressReporter) -> TrainResult:
+def build_agent(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol, seed: int, device: str,
+                frozen: bool, pretrained: bool) -> tuple[Any, Any]:
+    """The SB3 algorithm with the harness backbone as its features extractor, and its vector environment."""
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
@@ -115,6 +115,13 @@ def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module]
             module.restore_pretrained()
     if hasattr(model, "q_net_target"):  # DQN: the target starts as an exact copy of the online network
         model.q_net_target.load_state_dict(model.q_net.state_dict())
+    return model, env
+
+
+def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol,
+                               seed: int, device: str, frozen: bool, pretrained: bool,
+                               progress: ProgressReporter) -> TrainResult:
+    model, env = build_agent(task, make_backbone, protocol, seed, device, frozen, pretrained)
     started = time.perf_counter()
     with progress.phase(f"{protocol.algo} {protocol.total_timesteps} steps", protocol.total_timesteps) as update:
         model.learn(total_timesteps=protocol.total_timesteps, callback=_ProgressCallback(update))

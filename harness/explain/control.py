@@ -1,0 +1,230 @@
+"""Control: what in the observation drives the chosen action.
+
+The explained output is the probability of the action the trained agent takes: PPO's action distribution,
+or for DQN the softmax of the Q-values (a Boltzmann reading of the greedy choice). States come from
+evaluation episodes seeded apart from training and from the run's own evaluation.
+
+- vector observations: integrated gradients (captum) over the observation dimensions, in the network's
+  input space (after the run's observation normalisation, if any), baseline 0 (the normalised mean, or
+  the all-zero state: cart centred, pole upright, at rest);
+- pixel observations: occlusion (captum) of grid cells of each stacked frame by the frame's background
+  colour (its per-channel median).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.explain.base import Attribution, Explainer, ExplainSettings, Item, batched_scores, normalised
+
+EXPLAIN_SEED_OFFSET = 2_000_003  # explanation episodes share no seed with training or evaluation
+MAX_EPISODES = 10
+
+
+class PolicyProbs(nn.Module):
+    """An SB3 policy as a function observation batch -> action probabilities."""
+
+    def __init__(self, policy: nn.Module, algo: str):
+        super().__init__()
+        self.policy = policy
+        self.algo = algo
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if self.algo == "dqn":
+            return self.policy.q_net(observations).float().softmax(-1)
+        return self.policy.get_distribution(observations).distribution.probs.float()
+
+
+def normaliser(obs_rms: dict[str, np.ndarray] | None) -> Any:
+    """SB3 VecNormalize's observation transform (epsilon 1e-8, clip 10), from the run's stored statistics."""
+    if obs_rms is None:
+        return lambda obs: obs.astype(np.float32)
+    mean, var = obs_rms["mean"], obs_rms["var"]
+    return lambda obs: np.clip((obs - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
+
+
+def collect_states(task: Any, protocol: Any, agent: PolicyProbs, normalise: Any, count: int, seed: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to `count` states met by the deterministic policy, spread evenly over up to 10 seeded episodes."""
+    env = task.make_env(protocol)
+    device = next(agent.parameters()).device
+    episodes: list[list[np.ndarray]] = []
+    try:
+        for episode in range(MAX_EPISODES):
+            obs, _ = env.reset(seed=EXPLAIN_SEED_OFFSET + 1000 * seed + episode)
+            states, done = [], False
+            while not done:
+                model_obs = normalise(np.asarray(obs)[None])
+                states.append(model_obs[0])
+                with torch.no_grad():
+                    action = int(agent(torch.as_tensor(model_obs, device=device)).argmax(-1)[0])
+                obs, _, terminated, truncated, _ = env.step(action)
+                done = terminated or truncated
+            episodes.append(states)
+            if sum(len(e) for e in episodes) >= 4 * count and len(episodes) >= 2:
+                break
+    finally:
+        env.close()
+    pool = [s for e in episodes for s in e]
+    chosen = np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))
+    return [pool[i] for i in chosen]
+
+
+class _ControlExplainer(Explainer):
+    target = "the chosen action (its probability; DQN: softmax of the Q-values)"
+
+    def __init__(self, task: Any, settings: ExplainSettings, device: str = "cpu"):
+        super().__init__(settings, device)
+        self.task = task
+
+    def action_name(self, action: int) -> str:
+        names = getattr(self.task, "action_names", ())
+        return names[action] if action < len(names) else f"action {action}"
+
+    def items(self, model: Any, examples: list[Any]) -> list[Item]:
+        items = []
+        for i, state in enumerate(examples):
+            obs = torch.as_tensor(state, dtype=torch.float32, device=self.device)[None]
+            with torch.no_grad():
+                action = int(model(obs).argmax(-1)[0])
+            items.append(Item(f"state-{i:03d}", action, self.action_name(action), obs, self.unit_names(obs),
+                              {"group": self.action_name(action)}))
+        return items
+
+    def unit_names(self, obs: torch.Tensor) -> list[str]:
+        raise NotImplementedError
+
+
+class VectorControlExplainer(_ControlExplainer):
+    method = "integrated gradients over the observation dimensions (captum IntegratedGradients), baseline 0"
+    unit = "observation dimension"
+
+    def unit_names(self, obs: torch.Tensor) -> list[str]:
+        names = list(getattr(self.task, "observation_names", ()))
+        return [names[i] if i < len(names) else f"obs[{i}]" for i in range(obs.shape[-1])]
+
+    def attribute(self, model: Any, item: Item) -> Attribution:
+        from captum.attr import IntegratedGradients
+
+        ig = IntegratedGradients(model)
+        values = ig.attribute(item.inputs, baselines=torch.zeros_like(item.inputs), target=item.target,
+                              n_steps=self.settings.ig_steps)
+        return Attribution(values[0].detach().float().cpu().numpy())
+
+    def scores(self, model: Any, item: Item, keep: np.ndarray) -> np.ndarray:
+        variants = item.inputs * torch.as_tensor(keep, dtype=torch.float32, device=item.inputs.device)
+        return batched_scores(lambda v: model(v)[:, item.target], variants)
+
+    def item_record(self, item: Item, attribution: Attribution) -> dict[str, Any]:
+        observation = np.round(item.inputs[0].cpu().numpy(), 5).tolist()
+        return super().item_record(item, attribution) | {"observation": observation}
+
+    def summarise(self, items: list[Item], attributions: list[Attribution]) -> dict[str, Any]:
+        """Per chosen action: each observation dimension's mean share of the attribution (signed) and of its
+        magnitude, ranked by magnitude."""
+        by_action: dict[str, list[np.ndarray]] = defaultdict(list)
+        for item, attribution in zip(items, attributions, strict=True):
+            by_action[item.label].append(normalised(attribution.units))
+        names = items[0].units if items else []
+        groups = {}
+        for action, stack in sorted(by_action.items()):
+            signed, magnitude = np.mean(stack, axis=0), np.mean(np.abs(stack), axis=0)
+            order = np.argsort(-magnitude, kind="stable")
+            groups[action] = {"items": len(stack), "dimensions": [
+                {"name": names[j], "mean_share": round(float(signed[j]), 4),
+                 "magnitude_share": round(float(magnitude[j]), 4)}
+                for j in order]}
+        return {"kind": "observation_dimensions", "by": "chosen action", "groups": groups}
+
+    def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
+        from harness.explain.visuals import dimension_bars_figure
+
+        summary = self.summarise(items, attributions)
+        dimension_bars_figure(summary["groups"], out / "dimensions.png")
+        return [{"kind": "image", "file": "dimensions.png", "id": "", "label": "per action",
+                 "caption": "mean share of the attribution per observation dimension, per chosen action"}]
+
+
+class PixelControlExplainer(_ControlExplainer):
+    method = "occlusion of grid cells of each stacked frame by its background colour (captum Occlusion)"
+
+    def __init__(self, task: Any, settings: ExplainSettings, device: str = "cpu"):
+        super().__init__(task, settings, device)
+        self.unit = f"frame cell ({settings.grid}x{settings.grid} grid per stacked frame)"
+
+    def unit_names(self, obs: torch.Tensor) -> list[str]:
+        grid = self.settings.grid
+        return [f"frame {f} r{r} c{c}" for f in range(obs.shape[1]) for r in range(grid) for c in range(grid)]
+
+    def _window(self, obs: torch.Tensor) -> tuple[int, int, int, int]:
+        return (1, obs.shape[2] // self.settings.grid, obs.shape[3] // self.settings.grid, obs.shape[4])
+
+    def _background(self, obs: torch.Tensor) -> torch.Tensor:
+        colour = obs[0].flatten(0, 2).median(0).values  # per channel over frames and pixels
+        return colour.view(1, 1, 1, 1, -1).expand_as(obs)
+
+    def _masks(self, obs: torch.Tensor) -> torch.Tensor:
+        """[units, frames, H, W] masks of the occlusion windows, in captum's order (frame-major)."""
+        from harness.explain.image import cell_masks
+
+        frames, height, width = obs.shape[1:4]
+        cells = cell_masks(height, width, self.settings.grid).to(obs.device)
+        masks = torch.zeros(frames * cells.shape[0], frames, height, width, device=obs.device)
+        for f in range(frames):
+            masks[f * cells.shape[0]:(f + 1) * cells.shape[0], f] = cells
+        return masks
+
+    def attribute(self, model: Any, item: Item) -> Attribution:
+        from captum.attr import Occlusion
+
+        obs = item.inputs
+        window = self._window(obs)
+        values = Occlusion(model).attribute(obs, sliding_window_shapes=window, strides=window,
+                                            baselines=self._background(obs), target=item.target,
+                                            perturbations_per_eval=16)[0].detach().float().mean(-1)  # [F, H, W]
+        masks = self._masks(obs)
+        per_unit = (masks * values).sum((1, 2, 3)) / masks.sum((1, 2, 3)).clamp(min=1)
+        grid = self.settings.grid
+        return Attribution(per_unit.cpu().numpy(), per_unit.view(obs.shape[1], grid, grid).cpu().numpy())
+
+    def scores(self, model: Any, item: Item, keep: np.ndarray) -> np.ndarray:
+        obs = item.inputs
+        masks = self._masks(obs)
+        kept = (torch.as_tensor(keep, dtype=torch.float32, device=obs.device) @ masks.flatten(1))
+        kept = kept.view(len(keep), *obs.shape[1:4], 1)
+        variants = obs * kept + self._background(obs) * (1 - kept)
+        return batched_scores(lambda v: model(v)[:, item.target], variants, batch_size=16)
+
+    def item_record(self, item: Item, attribution: Attribution) -> dict[str, Any]:
+        return super().item_record(item, attribution) | {"cell_map": np.round(attribution.map, 6).tolist()}
+
+    def summarise(self, items: list[Item], attributions: list[Attribution]) -> dict[str, Any]:
+        """Per chosen action: the average cell map of each stacked frame, and each frame's share."""
+        by_action: dict[str, list[np.ndarray]] = defaultdict(list)
+        for item, attribution in zip(items, attributions, strict=True):
+            by_action[item.label].append(normalised(attribution.map))
+        groups = {}
+        for action, stack in sorted(by_action.items()):
+            mean = np.mean(stack, axis=0)
+            frame_share = np.abs(mean).sum((1, 2)) / max(np.abs(mean).sum(), 1e-12)
+            groups[action] = {"items": len(stack), "mean_cell_maps": np.round(mean, 5).tolist(),
+                              "frame_share": np.round(frame_share, 4).tolist()}
+        return {"kind": "frame_cells", "by": "chosen action", "groups": groups}
+
+    def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
+        from harness.explain.visuals import heat_overlay_figure
+
+        shown = []
+        for i, (item, attribution) in enumerate(list(zip(items, attributions, strict=True))[:self.settings.visuals]):
+            frame = item.inputs[0, -1].cpu().numpy() / 255.0  # the newest frame
+            name = f"occlusion-{i}.png"
+            heat_overlay_figure(frame, attribution.map[-1], f"{item.label}: newest frame", out / name, signed=True)
+            shown.append({"kind": "image", "file": name, "id": item.id, "label": item.label,
+                          "caption": "occlusion map on the newest frame (drop in the action's probability)"})
+        return shown
