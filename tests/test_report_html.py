@@ -43,7 +43,7 @@ def evil_explanation(tmp_path: Path) -> dict:
     png = tmp_path / "source.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
     interval = {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 3}
-    return {"task": f"t{EVIL}", "model": f"m{EVIL}", "runs": 2, "runs_explained": 1, "seeds": [0], "items": 3,
+    return {"task": f"t{EVIL}", "model": f"m{EVIL}", "runs": 2, "runs_explained": 1, "seeds": [0], "n_items": 3,
             "method": f"ig {EVIL}", "unit": f"word {EVIL}", "target": f"class {EVIL}", "randomisation": EVIL,
             "seconds_per_run": 1.5, "highlights": {f"label{EVIL}": f"top words: {EVIL}"}, "highlights_seed": 0,
             "faithfulness": {"n": 3, "deletion_auc": interval, "deletion_auc_random": interval,

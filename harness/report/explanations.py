@@ -34,7 +34,7 @@ def explanation_sections(store: RunStore, groups: Iterable[tuple[str, str, list[
         pooled = [item for _, doc in explained for item in doc["items"]]
         sections.append({
             "task": task, "model": model, "runs": len(run_ids), "runs_explained": len(explained),
-            "seeds": [r["seed"] for r, _ in explained], "items": len(pooled),
+            "seeds": [r["seed"] for r, _ in explained], "n_items": len(pooled),
             "method": block["method"], "unit": block["unit"], "target": block["target"],
             "randomisation": block["randomisation"],
             "seconds_per_run": sum(r["explanation"]["seconds"] for r, _ in explained) / len(explained),

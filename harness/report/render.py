@@ -39,6 +39,7 @@ def _environment(html: bool) -> Any:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["md"] = md_escape
+    env.filters["pval"] = lambda p: "< 0.001" if p < 0.001 else f"{p:.3f}"
     # Plots go into the page as <img> data URIs: an SVG shown through <img> can never run script.
     env.filters["data_uri"] = lambda svg: "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
     return env
