@@ -34,7 +34,7 @@ def _check_document(run_dir: Path, record: dict) -> dict:
     document = json.loads((run_dir / "explanations" / "explanation.json").read_text())
     assert document["n_items"] == block["n_items"] == len(document["items"]) > 0
     for item in document["items"]:
-        assert FAITHFULNESS_KEYS <= set(item)
+        assert set(item) >= FAITHFULNESS_KEYS
         assert len(item["attributions"]) == len(item["units"]) > 0
         assert item["deletion_curve"][0] == pytest.approx(item["full_score"], abs=1e-6)
     for key in ("deletion_auc", "insertion_auc", "comprehensiveness", "sufficiency"):

@@ -52,7 +52,7 @@ class _BatchNormBackbone(nn.Module):
 def test_trained_state_keeps_batch_norm_statistics_unless_frozen(adapt: str) -> None:
     model = TaskModel(_BatchNormBackbone(), LastLayer(), SequenceClassificationHead(3, 2), Adaptation.parse(adapt))
     model.train()
-    model(({"pixel_values": torch.randn(4, 3, 2, 2) * 5 + 3}))  # training mode moves the running statistics
+    model({"pixel_values": torch.randn(4, 3, 2, 2) * 5 + 3})  # training mode moves the running statistics
     state = model.trainable_state()
     assert ("backbone.norm.running_mean" in state) == (adapt != "frozen")
     if adapt != "frozen":
