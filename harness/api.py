@@ -341,6 +341,8 @@ def _base_record(plan: RunPlan, device: str) -> dict[str, Any]:
         "task": spec.name,
         "task_version": spec.version,
         "backbone": plan.backbone.name,
+        # what rebuilds the backbone later (harness explain): a local folder's path, else the name
+        "backbone_ref": plan.backbone.local_dir or plan.backbone.name,
         "backbone_source": plan.asset.source,
         "adapt": str(plan.adaptation),
         "protocol": plan.protocol.name,

@@ -61,3 +61,21 @@ def tiny_text_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(target)
     return target
+
+
+TINY_VIT_ARGS = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-initialised ViT saved as a timm model folder (config.json + model.safetensors), the
+    layout of timm's hub repos: a token-shaped image backbone that needs no download."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT_ARGS)
+    target = tmp_path_factory.mktemp("tiny-vit") / "tiny-vit"
+    save_for_hf(model, target, model_args=TINY_VIT_ARGS, safe_serialization=True)
+    return target

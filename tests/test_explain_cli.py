@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,28 @@ def test_run_with_explain_stores_numbers_and_visuals(runs: Path, task: str, visu
     _check_document(run_dir, stored)
     assert (run_dir / "explanations" / visual).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not any(p.name.startswith(".explanations") for p in run_dir.iterdir())  # no staging folder left
+
+
+def test_a_vision_transformer_from_a_timm_folder_is_explained_on_its_patch_grid(tiny_vit_folder: Path,
+                                                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "my-vit"
+    shutil.copytree(tiny_vit_folder, folder)
+    runs = tmp_path / "runs"
+    record = _json(run_cli("run", "--task", "fashion-mnist", "--backbone", str(folder), "--protocol", "smoke",
+                           "--explain", "--json", "--quiet", runs_dir=runs))
+    assert record["backbone"] == "my-vit" and record["backbone_ref"] == str(folder.resolve())
+    block = record["explanation"]
+    assert block["method"].startswith("Grad-CAM on the patch tokens of the last transformer block")
+    run_dir = runs / record["run_id"]
+    document = _check_document(run_dir, json.loads((run_dir / "result.json").read_text()))
+    assert all(len(item["units"]) == 16 for item in document["items"])  # 32 px in 8 px patches: 4 x 4
+    assert (run_dir / "explanations" / "gradcam-0.png").is_file()
+    assert block["prediction_agreement"] == 1.0  # rebuilt from the folder: the evaluated model
+
+    folder.rename(tmp_path / "moved")  # the folder the run was trained from is gone: a clear error, no traceback
+    out = run_cli("explain", record["run_id"], "--force", runs_dir=runs)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "which no longer exists" in out.stderr
+    assert json.loads((run_dir / "result.json").read_text())["explanation"] == block  # the stored one stays
 
 
 def test_report_shows_the_explainability_section(runs: Path, tmp_path: Path) -> None:

@@ -98,12 +98,41 @@ def test_grad_cam_of_a_linear_head_is_the_weighted_channel_map() -> None:
     red = F.avg_pool2d(pixels, 8)[0, 0].flatten()
     with torch.no_grad():
         p = torch.softmax(model.logits({"pixel_values": pixels}), -1)[0, 1]
-    alpha = float(p * (1 - p) * 5 / 16)  # d p1 / d A_red(i, j), the same at every position
+    alpha = 5 / 16  # d logit1 / d A_red(i, j), the same at every position
     np.testing.assert_allclose(attribution.units, alpha * red.numpy(), rtol=1e-4, atol=1e-7)
     assert set(np.argsort(-attribution.units)[:4]) == {0, 1, 4, 5}  # the top-left 2 x 2 cells
     assert attribution.map.shape == (32, 32)
     full = explainer.scores(model, item, np.ones((1, 16), dtype=bool))
     assert full[0] == pytest.approx(float(p), abs=1e-6)
+
+
+def test_grad_cam_of_a_vision_transformer_reads_its_patch_token_grid() -> None:
+    """A token-shaped backbone: Grad-CAM's cells are the patches; under a linear head on mean-pooled
+    patch tokens each cell's value is w_target . token / N (the class activation map)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    from harness.backbones.spec import BackboneSpec
+    from harness.backbones.vision import VisionBackbone
+    from harness.explain.image import ImageExplainer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, dynamic_img_size=True)
+    backbone = VisionBackbone(BackboneSpec(name="tiny-vit", modality="image", factory=lambda s, a: None), vit,
+                              _PoolBackbone.data_config)
+    weights = torch.randn(2, 16)
+    model = _model(backbone, 16, weights.tolist())
+    explainer = ImageExplainer(_ImageTask(), backbone, TrainingProtocol("t", epochs=1), SETTINGS)
+    assert "patch tokens" in explainer.method
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    (item,) = explainer.items(model, [Example("x", image, "plain")])
+    assert len(item.units) == 16  # 32 px / 8 px patches: a 4 x 4 grid
+    attribution = explainer.attribute(model, item)
+    pixels = item.inputs["pixel_values"]
+    with torch.no_grad():
+        tokens = vit.forward_features(pixels)[0, 1:]  # [16 patches, 16 channels]
+    expected = tokens @ weights[item.target] / 16
+    np.testing.assert_allclose(attribution.units, expected.numpy(), rtol=1e-3, atol=1e-7)
+    assert attribution.map.shape == (32, 32)
 
 
 # --- audio: occlusion finds the one block the model listens to ------------------------------------

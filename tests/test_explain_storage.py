@@ -4,8 +4,10 @@ the weights that let a trained model be rebuilt exactly."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -79,9 +81,13 @@ def test_interrupted_explanation_leaves_the_run_intact_and_reruns_cleanly(tmp_pa
     assert not (run_dir / "explanations").exists()
 
     monkeypatch.setattr(runner, "_explain", real)
-    state = torch.random.get_rng_state()
+    random.seed(11)
+    np.random.seed(12)
+    state = (torch.random.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
     block = api.explain(outcome.record["run_id"], runs_dir=tmp_path, device="cpu")
-    assert torch.equal(torch.random.get_rng_state(), state)  # explaining leaves the global RNG as it was
+    # the global RNGs are as they were, though rebuilding the agent ran SB3's set_random_seed
+    assert torch.equal(torch.random.get_rng_state(), state[0]) and random.getstate() == state[1]
+    assert np.array_equal(np.random.get_state()[1], state[2])
     record = json.loads((run_dir / "result.json").read_text())
     assert record["explanation"] == block and record["metrics"] == outcome.record["metrics"]
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []

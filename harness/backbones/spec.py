@@ -97,6 +97,7 @@ def register_backbone(name: str, *, modality: str, **metadata: Any) -> Callable[
 # Adapters for backbones given by path or hub id rather than by registered name, per modality.
 _GENERIC_FACTORIES: dict[str, str] = {
     "text": "harness.backbones.text:build_text_backbone",
+    "image": "harness.backbones.vision:build_timm_backbone",  # folders only: names go through _timm_backbone
     "audio": "harness.backbones.audio:build_hf_whisper",
 }
 
@@ -124,8 +125,9 @@ def resolve_backbone(ref: str, modality: str) -> BackboneSpec:
         path = Path(ref).expanduser()
         if not path.is_dir():
             raise UsageError(f"backbone '{ref}' is neither a registered backbone nor an existing directory")
+        kind = "timm model folder" if modality == "image" else "local folder"
         return BackboneSpec(name=path.resolve().name, modality=modality, factory=factory,
-                            local_dir=str(path.resolve()), description=f"local folder {path.resolve()}")
+                            local_dir=str(path.resolve()), description=f"{kind} {path.resolve()}")
     return BackboneSpec(name=ref, modality=modality, factory=factory, hub_id=ref,
                         description=f"Hugging Face hub model {ref}")
 

@@ -189,7 +189,13 @@ def build_transform(data_config: Mapping[str, Any], image_size: int | None = Non
 # --- the adapter ----------------------------------------------------------------------------------
 
 class VisionBackbone(nn.Module):
-    """Wraps a timm model; forward returns the final feature map (before pooling) as tokens."""
+    """Wraps a timm model; forward returns the final feature map (before pooling) as tokens.
+
+    Three output layouts become one [batch, C, H, W] grid, which passes the `feature_map` tap:
+    convolutional maps (NCHW), channels-last maps (NHWC, e.g. Swin) and token sequences (ViT, DeiT, EVA:
+    [batch, prefix + H*W, C]; the class/register tokens are dropped and the patch tokens are laid back on
+    their grid). The task heads mean-pool the grid: for token models that is timm's `global_pool='avg'`.
+    """
 
     def __init__(self, spec: BackboneSpec, model: nn.Module, data_config: Mapping[str, Any] | None = None):
         super().__init__()
@@ -203,24 +209,68 @@ class VisionBackbone(nn.Module):
         self.feature_dim: int = int(model.num_features)
         self.num_layers: int = len(self.layer_groups()) - 1
         self.num_hidden_states: int = 1  # only the final map: intermediate stages differ in width
-        # A parameter-free tap on the last convolutional stage's output: Grad-CAM (explain/) hooks it.
+        # A parameter-free tap on the final feature grid: Grad-CAM (explain/) hooks it.
         self.feature_map = nn.Identity()
 
+    @property
+    def token_shaped(self) -> bool:
+        """True for transformer backbones whose features are patch tokens (ViT-style), not a conv map."""
+        return hasattr(self.model, "patch_embed") and hasattr(self.model, "num_prefix_tokens")
+
+    @property
+    def feature_map_source(self) -> str:
+        """In words, where the `feature_map` grid comes from (recorded with explanations)."""
+        if self.token_shaped:
+            return "the patch tokens of the last transformer block, laid out on their grid"
+        return "the last convolutional stage"
+
     def forward(self, pixel_values: torch.Tensor, **_: Any) -> Features:
-        fmap = self.feature_map(self.model.forward_features(pixel_values))  # [batch, C, H, W]
-        if fmap.ndim != 4:
-            raise ValueError(f"expected a [batch, C, H, W] feature map from {type(self.model).__name__}, "
-                             f"got shape {tuple(fmap.shape)}")
+        fmap = self.feature_map(self._grid(self.model.forward_features(pixel_values), pixel_values))
         sequence = fmap.flatten(2).transpose(1, 2)  # [batch, H*W, C]
         mask = torch.ones(sequence.shape[:2], dtype=torch.long, device=sequence.device)
         return Features(sequence=sequence, hidden_states=(sequence,), mask=mask, pooled=sequence.mean(1))
 
+    def _grid(self, features: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """timm's forward_features output as [batch, C, H, W]."""
+        name = type(self.model).__name__
+        if features.ndim == 4:
+            if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
+                features = features.permute(0, 3, 1, 2)
+            return features
+        if features.ndim == 3 and self.token_shaped:
+            patches = features[:, int(self.model.num_prefix_tokens):]
+            rows, cols = self._token_grid(pixel_values, patches.shape[1])
+            return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], rows, cols)
+        raise ValueError(f"expected a [batch, C, H, W] feature map or [batch, tokens, C] patch tokens from "
+                         f"{name}, got shape {tuple(features.shape)}")
+
+    def _token_grid(self, pixel_values: torch.Tensor, tokens: int) -> tuple[int, int]:
+        embed = self.model.patch_embed
+        size = tuple(int(v) for v in pixel_values.shape[-2:])
+        if hasattr(embed, "dynamic_feat_size"):
+            rows, cols = (int(v) for v in embed.dynamic_feat_size(size))
+        else:
+            rows, cols = (int(v) for v in embed.grid_size)
+        if rows * cols != tokens:
+            raise ValueError(f"{type(self.model).__name__}: {tokens} patch tokens do not fill the "
+                             f"{rows} x {cols} patch grid of a {size[0]} x {size[1]} input")
+        return rows, cols
+
     def layer_groups(self) -> list[nn.Module]:
-        """Bottom-to-top trainable groups: stem, each stage of blocks, head conv. partial:N trains the top N."""
+        """Bottom-to-top trainable groups. partial:N trains the top N.
+
+        EfficientNet: stem, each stage of blocks, head conv. Token models: patch embedding, each transformer
+        block, then the final norm(s) together with the last block (a norm alone is no layer to train or
+        re-initialise). Other models: their top-level children that hold parameters.
+        """
         m = self.model
         if all(hasattr(m, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
             # ModuleLists built per call: they group existing modules without registering copies
             return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
+        blocks = getattr(m, "blocks", None)
+        if self.token_shaped and isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) > 0:
+            norms = [getattr(m, a) for a in ("norm", "fc_norm") if isinstance(getattr(m, a, None), nn.Module)]
+            return [m.patch_embed, *list(blocks)[:-1], nn.ModuleList([blocks[-1], *norms])]
         groups = [child for child in m.children() if any(True for _ in child.parameters())]
         if not groups:
             raise UsageError(f"{type(m).__name__} has no parameters to group into layers")
@@ -273,20 +323,57 @@ def require_timm_model(name: str) -> None:
 
 
 def build_timm_backbone(spec: BackboneSpec, asset: ResolvedAsset) -> VisionBackbone:
-    """Any timm model named by spec.hub_id (or spec.name). Whether pretrained weights may be fetched
-    is decided where the asset is resolved; source "random" means a random initialisation."""
-    import timm
-
-    name = spec.hub_id or spec.name
-    require_timm_model(name)
+    """Any timm model named by spec.hub_id (or spec.name), or a timm model folder (spec.local_dir: the
+    config.json + model.safetensors layout of timm's Hugging Face repos and `save_for_hf`). Whether
+    pretrained weights may be fetched is decided where the asset is resolved; source "random" means a
+    random initialisation."""
+    if spec.local_dir is not None:
+        name = "local-dir:" + str(timm_folder(Path(spec.local_dir)))
+    else:
+        name = spec.hub_id or spec.name
+        require_timm_model(name)
     pretrained = asset.source != "random"
     try:
-        model = timm.create_model(name, pretrained=pretrained)
+        model = create_timm_model(name, pretrained)
     except Exception as exc:  # download, cache, or config failures: one line for the user
         what = "pretrained weights for " if pretrained else ""
         raise UsageError(f"backbone '{spec.name}': could not create {what}timm model '{name}': "
                          f"{type(exc).__name__}: {_first_line(exc)}") from None
     return VisionBackbone(spec, model)
+
+
+def timm_folder(path: Path) -> Path:
+    """`path` if it holds a timm model (config.json naming an architecture timm knows); else a UsageError."""
+    import json
+
+    import timm
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"backbone folder '{path}': no readable config.json ({_first_line(exc)})") from None
+    architecture = config.get("architecture") if isinstance(config, dict) else None
+    if not isinstance(architecture, str):
+        raise UsageError(f"backbone folder '{path}': config.json names no timm 'architecture' "
+                         "(image backbones from a folder are timm models, e.g. saved with timm's save_for_hf)")
+    if not timm.is_model(architecture):
+        raise UsageError(f"backbone folder '{path}': timm {timm.__version__} has no architecture '{architecture}'")
+    if not (path / "model.safetensors").is_file():  # safetensors only: no pickled checkpoints are loaded
+        raise UsageError(f"backbone folder '{path}': no model.safetensors beside config.json")
+    return path
+
+
+def create_timm_model(name: str, pretrained: bool) -> nn.Module:
+    """timm.create_model; transformer models are asked for dynamic input sizes, so a protocol's image size
+    (e.g. 128 px) works with weights trained at 224 px (timm resamples the position embeddings)."""
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=pretrained, dynamic_img_size=True)
+    except TypeError as exc:  # a model without that option (CNNs): create it as it is
+        if "dynamic_img_size" not in str(exc):
+            raise
+    return timm.create_model(name, pretrained=pretrained)
 
 
 def _first_line(exc: BaseException) -> str:

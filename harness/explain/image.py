@@ -1,11 +1,13 @@
-"""Images: Grad-CAM on the last convolutional stage, upsampled to the input.
+"""Images: Grad-CAM on the final feature grid, upsampled to the input.
 
-Grad-CAM (Selvaraju et al. 2017) through captum's LayerGradCam on the vision backbone's `feature_map` tap
-(the output of the final convolutional stage), ReLU'd, bilinearly upsampled to the model's input size.
-Faithfulness units are the input regions under the feature map's positions (Grad-CAM's own resolution:
-finer grids would only rank the interpolation); a removed region takes the image's median colour. Only CNN feature maps
-[batch, C, H, W] are accepted by the vision adapter today; a token-shaped (ViT) method is for when such a
-backbone is registered.
+Grad-CAM (Selvaraju et al. 2017) through captum's LayerGradCam on the vision backbone's `feature_map` tap,
+ReLU'd, bilinearly upsampled to the model's input size. For CNNs the tap holds the last convolutional
+stage. For token-shaped backbones (ViT, DeiT, EVA) the adapter lays the last block's patch tokens back on
+their grid before the tap (the token-to-grid reshape that pytorch-grad-cam documents for vision
+transformers), so the same method applies; prefix (class) tokens are not part of the pooled features and
+get no share. Faithfulness units are the input regions under the grid's positions
+(Grad-CAM's own resolution: finer grids would only rank the interpolation); a removed region takes the
+image's median colour.
 """
 
 from __future__ import annotations
@@ -38,15 +40,16 @@ def resize_map(values: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageExplainer(Explainer):
-    method = "Grad-CAM on the last convolutional stage (captum LayerGradCam), bilinearly upsampled to the input"
-
     def __init__(self, task: Any, backbone: Any, protocol: Any, settings: ExplainSettings, device: str = "cpu"):
         super().__init__(settings, device)
         self.task = task
         self.transform = task._transform(backbone, protocol.inputs.get("image_size"), False)
         self.mean = torch.tensor(backbone.data_config["mean"]).view(3, 1, 1)
         self.std = torch.tensor(backbone.data_config["std"]).view(3, 1, 1)
-        self.unit = "image cell under one position of the last stage's feature map"
+        source = getattr(backbone, "feature_map_source", "the last convolutional stage")
+        self.method = (f"Grad-CAM of the class logit on {source} (captum LayerGradCam), bilinearly "
+                       "upsampled to the input")
+        self.unit = "image cell under one position of the final feature grid"
         self._shapes: dict[tuple[int, ...], tuple[int, int]] = {}
 
     def items(self, model: Any, examples: list[Any]) -> list[Item]:
@@ -85,7 +88,9 @@ class ImageExplainer(Explainer):
         from captum.attr import LayerAttribution, LayerGradCam
 
         pixels = item.inputs["pixel_values"]
-        cam = LayerGradCam(lambda x: self._probs(model, x), model.backbone.feature_map)
+        # Gradients of the class score (the logit), as Grad-CAM defines them: a softmax probability's
+        # gradient vanishes on confident predictions and would leave an all-zero map.
+        cam = LayerGradCam(lambda x: model.logits({"pixel_values": x}).float(), model.backbone.feature_map)
         # Units are the feature map's own cells, ranked by the signed map (before Grad-CAM's ReLU, which only
         # serves display: it would tie every cell of an all-negative map); the heat map shown is ReLU'd.
         raw = cam.attribute(pixels, target=item.target, relu_attributions=False).detach().float()

@@ -10,9 +10,12 @@ touched: the model is rebuilt from them, explained, and thrown away.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import shutil
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -53,7 +56,7 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
         staged = store.run_dir(run_id) / f".{FOLDER}.tmp"
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
-        with torch.random.fork_rng(devices=[]):  # explaining never disturbs the caller's random state
+        with preserved_random_state():  # explaining never disturbs the caller's random state
             explainer, model, randomised, examples, how = _subject(plan, store, run_id, settings, device)
             document = _explain(explainer, model, randomised, examples, settings, plan.seed, staged, progress)
         seconds = round(time.perf_counter() - started, 3)
@@ -74,11 +77,32 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
     return block
 
 
+@contextlib.contextmanager
+def preserved_random_state() -> Iterator[None]:
+    """Restore every generator and flag explaining may touch: Python's and numpy's global RNGs (SB3's
+    set_random_seed reseeds them when a control agent is rebuilt), torch's CPU and CUDA generators, and
+    cuDNN's determinism flags (SB3 sets those too)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
 # --- rebuilding the run ---------------------------------------------------------------------------
 def _plan_for(record: dict[str, Any], data_dir: str | None) -> Any:
     from harness.api import plan_runs
 
-    plan = plan_runs(record["task"], record["backbone"], record["protocol"], [record["seed"]], record["adapt"],
+    backbone = record.get("backbone_ref") or record["backbone"]  # a folder-made run names its folder there
+    if backbone.startswith("/") and not Path(backbone).is_dir():
+        raise UsageError(f"run {record['run_id']} was trained from the backbone folder {backbone}, "
+                         "which no longer exists: put the folder back to explain it")
+    plan = plan_runs(record["task"], backbone, record["protocol"], [record["seed"]], record["adapt"],
                      bool(record["config"].get("deterministic")), data_dir)[0]
     if plan.config_hash != record["config_hash"]:
         changed = sorted(k for k in plan.config if plan.config.get(k) != record["config"].get(k))
