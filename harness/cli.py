@@ -354,6 +354,15 @@ def _explanation_summary(block: dict[str, Any]) -> str:
                  f"sufficiency {_interval(f.get('sufficiency'))} (ERASER AOPC; high, low are faithful)")
     lines.append(f"  randomisation check: Spearman {_interval(f.get('randomisation_spearman'))} "
                  f"({block['randomisation']}; low passes)")
+    details = []
+    if f.get("units"):
+        details.append(f"{f['units']['median']:g} units per item (median)")
+    if f.get("constant_attributions"):
+        details.append(f"{f['constant_attributions']} constant attribution(s), ranked at random")
+    if f.get("ig_completeness_gap"):
+        details.append(f"integrated-gradients completeness gap {_interval(f['ig_completeness_gap'])}")
+    if details:
+        lines.append("  " + "; ".join(details))
     if block.get("prediction_agreement") is not None:
         lines.append(f"  rebuilt model agrees with the stored predictions on {block['prediction_agreement']:.0%}")
     for group, line in block.get("highlights", {}).items():

@@ -341,6 +341,40 @@ def hierarchical_bootstrap(per_example: Sequence[Any], metric: str | MetricFromS
     return _percentile_interval(estimate, np.concatenate(parts), level)
 
 
+def nested_bootstrap(values: Any, runs: Sequence[Any], clusters: Sequence[Any], level: float = 0.95,
+                     n_resamples: int = 2000, seed: Seed = 0) -> Interval:
+    """Interval for the mean over runs of each run's mean value, when each run scored its OWN sample of items
+    and items come in clusters that are not independent (several entities of one sentence).
+
+    ``values[i]`` belongs to run ``runs[i]`` and cluster ``clusters[i]`` (clusters are nested in runs). Each
+    resample draws runs with replacement and, within every drawn run, that run's clusters with replacement
+    (a two-stage cluster bootstrap), so the interval covers seed-to-seed variation and the sampling of
+    clusters, not only of items. One run, or singleton clusters, reduce it to the ordinary bootstrap."""
+    _check_level(level)
+    _check_resamples(n_resamples)
+    x = _as_scores(values)
+    if not len(runs) == len(clusters) == x.size:
+        raise ValueError("values, runs and clusters must have one entry per item")
+    rng = _rng(seed)
+    run_ids = list(dict.fromkeys(runs))
+    run_means, resampled = [], []
+    for run in run_ids:
+        in_run = [i for i, r in enumerate(runs) if r == run]
+        keys = list(dict.fromkeys(clusters[i] for i in in_run))
+        index = {k: j for j, k in enumerate(keys)}
+        sums, counts = np.zeros(len(keys)), np.zeros(len(keys))
+        for i in in_run:
+            sums[index[clusters[i]]] += x[i]
+            counts[index[clusters[i]]] += 1
+        run_means.append(sums.sum() / counts.sum())
+        counts_drawn = _resample_counts(rng, len(keys), n_resamples)  # [resamples, clusters]
+        resampled.append((counts_drawn @ sums) / (counts_drawn @ counts))
+    per_run = np.stack(resampled)  # [runs, resamples]
+    drawn = _resample_counts(rng, len(run_ids), n_resamples)  # [resamples, runs]
+    distribution = np.sum(drawn * per_run.T, axis=1) / len(run_ids)
+    return _percentile_interval(float(np.mean(run_means)), distribution, level)
+
+
 def example_bootstrap(values: Any, metric: str | MetricFromSums = "mean", level: float = 0.95,
                       n_resamples: int = 2000, seed: Seed = 0) -> Interval:
     """Test-set bootstrap of one system's metric (per-example scores or sufficient statistics): the hierarchical

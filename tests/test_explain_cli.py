@@ -93,7 +93,7 @@ def test_a_vision_transformer_from_a_timm_folder_is_explained_on_its_patch_grid(
                            "--explain", "--json", "--quiet", runs_dir=runs))
     assert record["backbone"] == "my-vit" and record["backbone_ref"] == str(folder.resolve())
     block = record["explanation"]
-    assert block["method"].startswith("Grad-CAM on the patch tokens of the last transformer block")
+    assert block["method"].startswith("Grad-CAM of the class logit on the patch tokens of the last transformer block")
     run_dir = runs / record["run_id"]
     document = _check_document(run_dir, json.loads((run_dir / "result.json").read_text()))
     assert all(len(item["units"]) == 16 for item in document["items"])  # 32 px in 8 px patches: 4 x 4

@@ -34,6 +34,18 @@ def test_ranking_is_signed_and_stable() -> None:
     assert ranking([0.1, -5.0, 3.0, 3.0]).tolist() == [2, 3, 0, 1]
 
 
+def test_ties_are_broken_by_the_seeded_generator_not_by_unit_order() -> None:
+    orders = {tuple(ranking([3.0, 1.0, 1.0, 1.0, 1.0, 0.0], np.random.default_rng(s)).tolist()) for s in range(20)}
+    assert all(o[0] == 0 and o[-1] == 5 and sorted(o[1:5]) == [1, 2, 3, 4] for o in orders)  # signed order kept
+    assert len(orders) > 1  # the four tied units come in different orders
+    assert ranking([1.0, 2.0], np.random.default_rng(0)).tolist() == [1, 0]
+    flat = example_faithfulness(np.zeros(4), linear_score, np.random.default_rng(0), n_random=1)
+    assert flat["constant_attribution"] and not example_faithfulness(
+        WEIGHTS, linear_score, np.random.default_rng(0), n_random=1)["constant_attribution"]
+    assert summarise([flat, flat])["constant_attributions"] == 2
+    assert summarise([flat])["units"] == {"min": 4, "median": 4.0, "max": 4}
+
+
 def test_exact_attribution_of_a_linear_model_gives_the_hand_computed_curves() -> None:
     out = example_faithfulness(WEIGHTS, linear_score, np.random.default_rng(0), n_random=2)
     # deletion removes 4, 3, 2, 1: scores 10, 6, 3, 1, 0 over fractions 0, .25, ..., 1
@@ -102,3 +114,33 @@ def test_summary_intervals_and_paired_test() -> None:
     assert out["deletion_vs_random"]["mean"] < 0 and out["deletion_vs_random"]["p_value"] < 1e-3
     assert out["insertion_vs_random"]["p_value"] == 1.0  # identical: no evidence either way
     assert "randomisation_spearman" not in out  # no values: not invented
+
+
+def test_pooled_summaries_weight_runs_equally_and_cluster_entities_of_one_sentence() -> None:
+    def row(run: str, ident: str, deletion: float, random: float) -> dict:
+        return {"run": run, "id": ident, "deletion_auc": deletion, "deletion_auc_random": random}
+
+    # run a: one sentence with three entities; run b: three sentences with one each
+    rows = [row("a", "s1#0", 0.1, 0.5), row("a", "s1#1", 0.1, 0.5), row("a", "s1#2", 0.1, 0.5),
+            row("b", "s1", 0.3, 0.4), row("b", "s2", 0.4, 0.4), row("b", "s3", 0.5, 0.4)]
+    out = summarise(rows)
+    assert out["runs"] == 2 and out["n"] == 6
+    assert out["deletion_auc"]["mean"] == pytest.approx((0.1 + 0.4) / 2)  # mean of run means, not of items
+    vs = out["deletion_vs_random"]
+    assert vs["clusters"] == 4 and vs["mean"] == pytest.approx((-0.4 + 0.0) / 2)
+    # the interval spans run-to-run variation: a quarter of resamples draw run a twice, so it reaches -0.4;
+    # its top comes from run b's own sentence-to-sentence spread (-0.1, 0, 0.1)
+    assert vs["low"] == pytest.approx(-0.4) and 0.0 < vs["high"] <= 0.1
+
+
+def test_nested_bootstrap_reduces_to_the_item_bootstrap_for_one_run_of_singletons() -> None:
+    from harness.stats import nested_bootstrap
+
+    values = np.random.default_rng(1).normal(size=50)
+    nested = nested_bootstrap(values, ["r"] * 50, list(range(50)), seed=3)
+    assert nested.estimate == pytest.approx(values.mean())
+    spread = values.std(ddof=1) / np.sqrt(50)
+    assert nested.low == pytest.approx(values.mean() - 1.96 * spread, abs=0.35 * spread)
+    assert nested.high == pytest.approx(values.mean() + 1.96 * spread, abs=0.35 * spread)
+    with pytest.raises(ValueError, match="one entry per item"):
+        nested_bootstrap(values, ["r"] * 49, list(range(50)))

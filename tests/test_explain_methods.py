@@ -51,9 +51,28 @@ def test_integrated_gradients_of_a_linear_policy_are_exact() -> None:
     assert item.target == 1 and item.label == "right" and item.units == ["a", "b", "c"]  # 3*2 + 0 + 4 = 10 > -2
     attribution = explainer.attribute(policy, item)
     np.testing.assert_allclose(attribution.units, [6.0, 0.0, 4.0], atol=1e-5)
+    assert attribution.completeness_gap < 1e-5  # IG is exact on a linear function: the gap is recorded as ~0
     # removing a dimension sets it to the baseline 0: the score loses exactly its attribution
     keep = np.array([[True, True, True], [False, True, True], [True, True, False]])
     np.testing.assert_allclose(explainer.scores(policy, item, keep), [10.0, 4.0, 6.0], atol=1e-5)
+
+
+def test_pixel_occlusion_removes_exactly_the_cells_the_curves_remove() -> None:
+    """20 px frames in an 8 x 8 grid do not tile evenly: each cell's attribution must still be the drop in
+    the action's probability when exactly that cell is removed (what the deletion curves do)."""
+    from harness.explain.control import PixelControlExplainer
+
+    torch.manual_seed(0)
+    policy = nn.Sequential(nn.Flatten(), nn.Linear(2 * 20 * 20 * 3, 2), nn.Softmax(-1))
+    explainer = PixelControlExplainer(_Task(), SETTINGS)
+    state = np.random.default_rng(0).random((2, 20, 20, 3)).astype(np.float32)
+    (item,) = explainer.items(policy, [state])
+    assert len(item.units) == 2 * 8 * 8
+    attribution = explainer.attribute(policy, item)
+    keep = np.ones((1 + 128, 128), dtype=bool)
+    keep[np.arange(1, 129), np.arange(128)] = False  # the full input, then each cell removed alone
+    scores = explainer.scores(policy, item, keep)
+    np.testing.assert_allclose(attribution.units, scores[0] - scores[1:], atol=1e-6)
 
 
 # --- images: Grad-CAM of average-pooled channels under a linear head --------------------------------

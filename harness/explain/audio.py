@@ -1,4 +1,4 @@
-"""Audio: occlusion of time x mel-frequency blocks of the log-mel input (captum Occlusion).
+"""Audio: occlusion of time x mel-frequency blocks of the log-mel input (captum FeatureAblation).
 
 Gradients through speech encoders are noisy and unreliable as explanations, so each block of
 `mel_block` mel bins x `time_block` frames is replaced by the clip's quietest log-mel level (silence) and
@@ -45,8 +45,8 @@ class AudioExplainer(Explainer):
         self.backbone = backbone
         self.clip_seconds = float(protocol.inputs.get("clip_seconds", 1.0))
         ms = settings.time_block * FRAME_MS
-        self.method = (f"occlusion of {settings.mel_block} mel bins x {ms} ms blocks of the "
-                       "log-mel input (captum Occlusion), baseline = the clip's quietest level")
+        self.method = (f"occlusion of {settings.mel_block} mel bins x {ms} ms blocks of the log-mel input "
+                       "(captum FeatureAblation over the block mask), baseline = the clip's quietest level")
         self.unit = f"time x frequency block ({settings.time_block * FRAME_MS} ms x {settings.mel_block} mel bins)"
         self.centres = mel_centres(backbone.n_mels)
 
@@ -89,15 +89,15 @@ class AudioExplainer(Explainer):
         return model.logits({"input_features": features}).float().softmax(-1)
 
     def attribute(self, model: Any, item: Item) -> Attribution:
-        from captum.attr import Occlusion
+        from captum.attr import FeatureAblation
 
         features = item.inputs["input_features"]
-        window = (self.settings.mel_block, self.settings.time_block)
-        occlusion = Occlusion(lambda x: self._probs(model, x))
-        values = occlusion.attribute(features, sliding_window_shapes=window, strides=window,
-                                     baselines=item.display["baseline"], target=item.target,
-                                     perturbations_per_eval=32)[0].detach().float()
         blocks = item.display["blocks"]
+        # Occlusion by exactly the blocks the faithfulness curves remove (a feature mask of block ids), so
+        # edge blocks are the same cells in both (sliding windows would overlap at a ragged edge).
+        values = FeatureAblation(lambda x: self._probs(model, x)).attribute(
+            features, baselines=item.display["baseline"], target=item.target,
+            feature_mask=blocks.argmax(0)[None], perturbations_per_eval=32)[0].detach().float()
         per_block = (blocks * values).sum((1, 2)) / blocks.sum((1, 2))
         return Attribution(per_block.cpu().numpy(), per_block.view(*self._grid(features)).cpu().numpy())
 

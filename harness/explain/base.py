@@ -65,6 +65,17 @@ class Item:
 class Attribution:
     units: np.ndarray  # one value per unit (signed: evidence for the explained output)
     map: np.ndarray | None = None  # a finer map for visuals (image heat map, time x mel map)
+    # integrated gradients only: |sum of attributions - (F(input) - F(baseline))| / |F(input) - F(baseline)|,
+    # how far the path integral's approximation is from complete (more steps shrink it)
+    completeness_gap: float | None = None
+
+
+def completeness_gap(attributions: Any, delta: Any) -> float:
+    """The relative completeness error of integrated gradients from captum's convergence delta
+    (delta = sum of attributions - (F(input) - F(baseline)))."""
+    total = float(attributions.detach().float().sum().cpu())
+    delta = float(torch.as_tensor(delta).detach().float().sum().cpu())  # a batch of one: one delta
+    return abs(delta) / max(abs(total - delta), 1e-8)
 
 
 class Explainer(ABC):

@@ -21,7 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.explain.base import Attribution, Explainer, ExplainSettings, Item, batched_scores, normalised
+from harness.explain.base import (
+    Attribution,
+    Explainer,
+    ExplainSettings,
+    Item,
+    batched_scores,
+    completeness_gap,
+    normalised,
+)
 
 EXPLAIN_SEED_OFFSET = 2_000_003  # explanation episodes share no seed with training or evaluation
 MAX_EPISODES = 10
@@ -113,9 +121,9 @@ class VectorControlExplainer(_ControlExplainer):
         from captum.attr import IntegratedGradients
 
         ig = IntegratedGradients(model)
-        values = ig.attribute(item.inputs, baselines=torch.zeros_like(item.inputs), target=item.target,
-                              n_steps=self.settings.ig_steps)
-        return Attribution(values[0].detach().float().cpu().numpy())
+        values, delta = ig.attribute(item.inputs, baselines=torch.zeros_like(item.inputs), target=item.target,
+                                     n_steps=self.settings.ig_steps, return_convergence_delta=True)
+        return Attribution(values[0].detach().float().cpu().numpy(), completeness_gap=completeness_gap(values, delta))
 
     def scores(self, model: Any, item: Item, keep: np.ndarray) -> np.ndarray:
         variants = item.inputs * torch.as_tensor(keep, dtype=torch.float32, device=item.inputs.device)
@@ -152,7 +160,7 @@ class VectorControlExplainer(_ControlExplainer):
 
 
 class PixelControlExplainer(_ControlExplainer):
-    method = "occlusion of grid cells of each stacked frame by its background colour (captum Occlusion)"
+    method = "occlusion of grid cells of each stacked frame by its background colour (captum FeatureAblation)"
 
     def __init__(self, task: Any, settings: ExplainSettings, device: str = "cpu"):
         super().__init__(task, settings, device)
@@ -161,9 +169,6 @@ class PixelControlExplainer(_ControlExplainer):
     def unit_names(self, obs: torch.Tensor) -> list[str]:
         grid = self.settings.grid
         return [f"frame {f} r{r} c{c}" for f in range(obs.shape[1]) for r in range(grid) for c in range(grid)]
-
-    def _window(self, obs: torch.Tensor) -> tuple[int, int, int, int]:
-        return (1, obs.shape[2] // self.settings.grid, obs.shape[3] // self.settings.grid, obs.shape[4])
 
     def _background(self, obs: torch.Tensor) -> torch.Tensor:
         colour = obs[0].flatten(0, 2).median(0).values  # per channel over frames and pixels
@@ -181,14 +186,16 @@ class PixelControlExplainer(_ControlExplainer):
         return masks
 
     def attribute(self, model: Any, item: Item) -> Attribution:
-        from captum.attr import Occlusion
+        from captum.attr import FeatureAblation
 
         obs = item.inputs
-        window = self._window(obs)
-        values = Occlusion(model).attribute(obs, sliding_window_shapes=window, strides=window,
-                                            baselines=self._background(obs), target=item.target,
-                                            perturbations_per_eval=16)[0].detach().float().mean(-1)  # [F, H, W]
         masks = self._masks(obs)
+        # Occlusion by exactly the cells the faithfulness curves remove: a feature mask of cell ids, shared
+        # by a cell's colour channels (sliding windows would not tile frames whose size the grid does not divide).
+        cell_ids = masks.argmax(0)[None, ..., None].expand_as(obs)
+        values = FeatureAblation(model).attribute(obs, baselines=self._background(obs), target=item.target,
+                                                  feature_mask=cell_ids, perturbations_per_eval=16)
+        values = values[0].detach().float().mean(-1)  # [F, H, W]
         per_unit = (masks * values).sum((1, 2, 3)) / masks.sum((1, 2, 3)).clamp(min=1)
         grid = self.settings.grid
         return Attribution(per_unit.cpu().numpy(), per_unit.view(obs.shape[1], grid, grid).cpu().numpy())

@@ -28,10 +28,14 @@ ERASER_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 MAX_CURVE_STEPS = 10
 
 
-def ranking(attributions: np.ndarray) -> np.ndarray:
+def ranking(attributions: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """Units ordered from the most to the least attributed (signed: evidence *for* the explained output).
-    Ties keep the unit order, so a ranking is deterministic."""
-    return np.argsort(-np.asarray(attributions, dtype=float), kind="stable")
+    Ties are broken by `rng` (seeded, so still reproducible): an attribution that cannot tell units apart
+    must not borrow an order from the units' layout (top-left cells first, first words first)."""
+    values = -np.asarray(attributions, dtype=float)
+    if rng is None:
+        return np.argsort(values, kind="stable")
+    return np.lexsort((rng.random(values.size), values))
 
 
 def curve_steps(n_units: int) -> np.ndarray:
@@ -61,7 +65,7 @@ def example_faithfulness(attributions: Any, score: ScoreFn, rng: np.random.Gener
     n = attributions.size
     steps = curve_steps(n)
     eraser_counts = [max(1, math.ceil(b * n)) for b in bins]
-    orders = [ranking(attributions)] + [rng.permutation(n) for _ in range(n_random)]
+    orders = [ranking(attributions, rng)] + [rng.permutation(n) for _ in range(n_random)]
     blocks = [np.ones((1, n), dtype=bool)]  # the unperturbed input first
     for order in orders:
         blocks += [_top_masks(order, steps, keep_top=False), _top_masks(order, steps, keep_top=True)]
@@ -77,6 +81,7 @@ def example_faithfulness(attributions: Any, score: ScoreFn, rng: np.random.Gener
     only_top = scores[at + len(bins):at + 2 * len(bins)]
     return {
         "n_units": n,
+        "constant_attribution": bool(np.all(attributions == attributions[0])),  # ranks nothing: random order
         "full_score": full,
         "deletion_auc": area(steps, deletion[0], n),
         "insertion_auc": area(steps, insertion[0], n),
@@ -101,30 +106,52 @@ def rank_correlation(a: Any, b: Any) -> float | None:
 
 
 SUMMARY_FIELDS = ("deletion_auc", "deletion_auc_random", "insertion_auc", "insertion_auc_random",
-                  "comprehensiveness", "sufficiency", "randomisation_spearman")
+                  "comprehensiveness", "sufficiency", "randomisation_spearman", "ig_completeness_gap")
+
+
+def _cluster(example: dict[str, Any]) -> str:
+    """The unit of independent sampling: the test example (an NER sentence's entities share one: 'id#k').
+    An example without an id is a cluster of its own."""
+    if example.get("id") is None:
+        return f"item@{id(example)}"
+    return str(example["id"]).split("#")[0]
 
 
 def summarise(per_example: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Mean of each faithfulness number over the explained examples with a 95% bootstrap interval, and the
-    paired attribution-vs-random differences with a Wilcoxon signed-rank p-value."""
+    """Each faithfulness number's mean with a 95% interval, and the paired attribution-vs-random differences
+    with a Wilcoxon signed-rank p-value.
+
+    Examples may carry a "run" key (a report pooling seeds): the estimate is then the mean over runs of each
+    run's mean, and the interval a two-stage bootstrap over runs and, within each, test examples. Entities of
+    one sentence are one cluster, both for the interval and for the Wilcoxon test (run on cluster means)."""
     import scipy.stats
 
-    from harness.stats import bootstrap_ci
+    from harness.stats import nested_bootstrap
 
     out: dict[str, Any] = {"n": len(per_example)}
+    units = [int(e["n_units"]) for e in per_example if e.get("n_units") is not None]
+    if units:  # with few units the curves are coarse and ERASER's 1-10% bins all mean "the top unit"
+        out["units"] = {"min": min(units), "median": float(np.median(units)), "max": max(units)}
+    out["constant_attributions"] = sum(1 for e in per_example if e.get("constant_attribution"))
+    out["runs"] = len({e.get("run", "") for e in per_example})
+
+    def interval(rows: list[dict[str, Any]], values: np.ndarray) -> dict[str, Any]:
+        result = nested_bootstrap(values, [r.get("run", "") for r in rows], [_cluster(r) for r in rows], seed=seed)
+        return {"mean": result.estimate, "low": result.low, "high": result.high, "n": int(values.size)}
+
     for name in SUMMARY_FIELDS:
-        values = np.array([e[name] for e in per_example if e.get(name) is not None], dtype=float)
-        if values.size:
-            interval = bootstrap_ci(values, "mean", seed=seed)
-            out[name] = {"mean": interval.estimate, "low": interval.low, "high": interval.high, "n": int(values.size)}
+        rows = [e for e in per_example if e.get(name) is not None]
+        if rows:
+            out[name] = interval(rows, np.array([e[name] for e in rows], dtype=float))
     for curve in ("deletion", "insertion"):
-        pairs = [(e[f"{curve}_auc"], e[f"{curve}_auc_random"]) for e in per_example
-                 if e.get(f"{curve}_auc_random") is not None]
-        if not pairs:
+        rows = [e for e in per_example if e.get(f"{curve}_auc_random") is not None]
+        if not rows:
             continue
-        diff = np.array([a - r for a, r in pairs])
-        interval = bootstrap_ci(diff, "mean", seed=seed)
-        p_value = 1.0 if np.all(diff == 0) else float(scipy.stats.wilcoxon(diff).pvalue)
-        out[f"{curve}_vs_random"] = {"mean": interval.estimate, "low": interval.low, "high": interval.high,
-                                     "p_value": p_value, "n": len(pairs)}
+        diff = np.array([e[f"{curve}_auc"] - e[f"{curve}_auc_random"] for e in rows])
+        by_cluster: dict[tuple[str, str], list[float]] = {}
+        for row, d in zip(rows, diff, strict=True):
+            by_cluster.setdefault((str(row.get("run", "")), _cluster(row)), []).append(float(d))
+        cluster_means = np.array([np.mean(v) for v in by_cluster.values()])
+        p_value = 1.0 if np.all(cluster_means == 0) else float(scipy.stats.wilcoxon(cluster_means).pvalue)
+        out[f"{curve}_vs_random"] = interval(rows, diff) | {"p_value": p_value, "clusters": len(cluster_means)}
     return out

@@ -61,6 +61,9 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
             document = _explain(explainer, model, randomised, examples, settings, plan.seed, staged, progress)
         seconds = round(time.perf_counter() - started, 3)
         agreement = _prediction_agreement(store, run_id, document["items"])
+        if agreement is not None and agreement < 1.0:  # the explained model is not exactly the evaluated one
+            log.warning("run %s: the rebuilt model agrees with the stored predictions on only %.0f%% of the "
+                        "explained items (nondeterministic kernels, or changed data/weights)", run_id, 100 * agreement)
         block = {
             "method": explainer.method, "unit": explainer.unit, "target": explainer.target,
             "randomisation": how, "settings": settings.to_dict(), "n_items": len(document["items"]),
@@ -234,6 +237,8 @@ def _explain(explainer: Explainer, model: Any, randomised: Any, examples: list[A
             numbers = example_faithfulness(attribution.units, score, rng, n_random=settings.random_rankings)
             numbers["randomisation_spearman"] = rank_correlation(attribution.units,
                                                                  explainer.attribute(randomised, item).units)
+            if attribution.completeness_gap is not None:
+                numbers["ig_completeness_gap"] = attribution.completeness_gap
             attributions.append(attribution)
             rows.append({"id": item.id, "label": item.label} | explainer.item_record(item, attribution) | numbers)
             update()

@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.explain.base import Attribution, Explainer, ExplainSettings, Item, batched_scores, normalised
+from harness.explain.base import (
+    Attribution,
+    Explainer,
+    ExplainSettings,
+    Item,
+    batched_scores,
+    completeness_gap,
+    normalised,
+)
 from harness.metrics import iob2_entities
 
 TOP_WORDS = 8
@@ -71,10 +79,12 @@ class TextExplainer(Explainer):
         baseline = torch.where(word_rows.sum(0).bool()[None], torch.full_like(ids, self.pad_id), ids)
         layer = model.backbone.model.get_input_embeddings()
         ig = LayerIntegratedGradients(lambda i, m: self._output(model, i, m, item), layer)
-        attributions = ig.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
-                                    n_steps=self.settings.ig_steps, internal_batch_size=self.settings.ig_steps)
+        attributions, delta = ig.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
+                                           n_steps=self.settings.ig_steps, internal_batch_size=self.settings.ig_steps,
+                                           return_convergence_delta=True)
         per_token = attributions.sum(-1)[0].detach().float().cpu()
-        return Attribution((word_rows.cpu() @ per_token).numpy())
+        gap = completeness_gap(attributions, delta)
+        return Attribution((word_rows.cpu() @ per_token).numpy(), completeness_gap=gap)
 
     def scores(self, model: Any, item: Item, keep: np.ndarray) -> np.ndarray:
         ids, mask = item.inputs["input_ids"], item.inputs["attention_mask"]
