@@ -79,6 +79,7 @@ def test_interrupted_explanation_leaves_the_run_intact_and_reruns_cleanly(tmp_pa
         api.explain(outcome.record["run_id"], runs_dir=tmp_path)
     assert (run_dir / "result.json").read_bytes() == before
     assert not (run_dir / "explanations").exists()
+    assert not (run_dir / ".explanations.tmp").exists()  # the staging folder is cleared on the way out
 
     monkeypatch.setattr(runner, "_explain", real)
     random.seed(11)

@@ -56,28 +56,38 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
         staged = store.run_dir(run_id) / f".{FOLDER}.tmp"
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
-        with preserved_random_state():  # explaining never disturbs the caller's random state
-            explainer, model, randomised, examples, how = _subject(plan, store, run_id, settings, device)
-            document = _explain(explainer, model, randomised, examples, settings, plan.seed, staged, progress)
-        seconds = round(time.perf_counter() - started, 3)
-        agreement = _prediction_agreement(store, run_id, document["items"])
-        if agreement is not None and agreement < 1.0:  # the explained model is not exactly the evaluated one
-            log.warning("run %s: the rebuilt model agrees with the stored predictions on only %.0f%% of the "
-                        "explained items (nondeterministic kernels, or changed data/weights)", run_id, 100 * agreement)
-        block = {
-            "method": explainer.method, "unit": explainer.unit, "target": explainer.target,
-            "randomisation": how, "settings": settings.to_dict(), "n_items": len(document["items"]),
-            "faithfulness": document["faithfulness"], "highlights": highlights(document["summary"]),
-            "prediction_agreement": agreement, "seconds": seconds, "device": device,
-            "captum": metadata.version("captum"), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        document |= {"run_id": run_id} | {k: v for k, v in block.items() if k not in ("faithfulness",)}
-        write_json_atomic(staged / DOCUMENT, document)
-        store.replace_folder(run_id, FOLDER, staged)
+        try:
+            with preserved_random_state():  # explaining never disturbs the caller's random state
+                explainer, model, randomised, examples, how = _subject(plan, store, run_id, settings, device)
+                document = _explain(explainer, model, randomised, examples, settings, plan.seed, staged, progress)
+            seconds = round(time.perf_counter() - started, 3)
+            agreement = _prediction_agreement(store, run_id, document["items"])
+            block = _record_block(run_id, explainer, how, settings, document, agreement, seconds, device)
+            document |= {"run_id": run_id} | {k: v for k, v in block.items() if k not in ("faithfulness",)}
+            write_json_atomic(staged / DOCUMENT, document)
+            store.replace_folder(run_id, FOLDER, staged)
+        except BaseException:  # interrupted or failed: no half-written folder stays behind
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         fresh = store.read_result(run_id) or record  # re-read under the lock: never overwrite newer fields
         store.write_result(fresh | {"explanation": block})
     log.info("run %s explained: %d items in %.1f s", run_id, block["n_items"], seconds)
     return block
+
+
+def _record_block(run_id: str, explainer: Explainer, how: str, settings: ExplainSettings, document: dict[str, Any],
+                  agreement: float | None, seconds: float, device: str) -> dict[str, Any]:
+    """The `explanation` block of result.json: method, settings, cost, faithfulness and highlights."""
+    if agreement is not None and agreement < 1.0:  # the explained model is not exactly the evaluated one
+        log.warning("run %s: the rebuilt model agrees with the stored predictions on only %.0f%% of the explained "
+                    "items (nondeterministic kernels, or changed data or weights)", run_id, 100 * agreement)
+    return {
+        "method": explainer.method, "unit": explainer.unit, "target": explainer.target,
+        "randomisation": how, "settings": settings.to_dict(), "n_items": len(document["items"]),
+        "faithfulness": document["faithfulness"], "highlights": highlights(document["summary"]),
+        "prediction_agreement": agreement, "seconds": seconds, "device": device,
+        "captum": metadata.version("captum"), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 @contextlib.contextmanager
