@@ -356,22 +356,20 @@ def nested_bootstrap(values: Any, runs: Sequence[Any], clusters: Sequence[Any], 
     if not len(runs) == len(clusters) == x.size:
         raise ValueError("values, runs and clusters must have one entry per item")
     rng = _rng(seed)
-    run_ids = list(dict.fromkeys(runs))
+    run_index = pd.factorize(pd.Series(list(runs), dtype=object))[0]
+    cluster_index = pd.factorize(pd.Series(list(zip(runs, clusters, strict=True)), dtype=object))[0]
+    run_of_cluster = np.zeros(cluster_index.max() + 1, dtype=int)
+    run_of_cluster[cluster_index] = run_index
+    sums, counts = np.bincount(cluster_index, weights=x), np.bincount(cluster_index).astype(float)
     run_means, resampled = [], []
-    for run in run_ids:
-        in_run = [i for i, r in enumerate(runs) if r == run]
-        keys = list(dict.fromkeys(clusters[i] for i in in_run))
-        index = {k: j for j, k in enumerate(keys)}
-        sums, counts = np.zeros(len(keys)), np.zeros(len(keys))
-        for i in in_run:
-            sums[index[clusters[i]]] += x[i]
-            counts[index[clusters[i]]] += 1
-        run_means.append(sums.sum() / counts.sum())
-        counts_drawn = _resample_counts(rng, len(keys), n_resamples)  # [resamples, clusters]
-        resampled.append((counts_drawn @ sums) / (counts_drawn @ counts))
+    for run in range(run_index.max() + 1):
+        own = run_of_cluster == run
+        run_means.append(sums[own].sum() / counts[own].sum())
+        drawn_clusters = _resample_counts(rng, int(own.sum()), n_resamples)  # [resamples, clusters of run]
+        resampled.append((drawn_clusters @ sums[own]) / (drawn_clusters @ counts[own]))
     per_run = np.stack(resampled)  # [runs, resamples]
-    drawn = _resample_counts(rng, len(run_ids), n_resamples)  # [resamples, runs]
-    distribution = np.sum(drawn * per_run.T, axis=1) / len(run_ids)
+    drawn_runs = _resample_counts(rng, len(run_means), n_resamples)  # [resamples, runs]
+    distribution = np.sum(drawn_runs * per_run.T, axis=1) / len(run_means)
     return _percentile_interval(float(np.mean(run_means)), distribution, level)
 
 

@@ -232,7 +232,6 @@ class VisionBackbone(nn.Module):
 
     def _grid(self, features: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """timm's forward_features output as [batch, C, H, W]."""
-        name = type(self.model).__name__
         if features.ndim == 4:
             if getattr(self.model, "output_fmt", "NCHW") == "NHWC":
                 features = features.permute(0, 3, 1, 2)
@@ -242,7 +241,7 @@ class VisionBackbone(nn.Module):
             rows, cols = self._token_grid(pixel_values, patches.shape[1])
             return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], rows, cols)
         raise ValueError(f"expected a [batch, C, H, W] feature map or [batch, tokens, C] patch tokens from "
-                         f"{name}, got shape {tuple(features.shape)}")
+                         f"{type(self.model).__name__}, got shape {tuple(features.shape)}")
 
     def _token_grid(self, pixel_values: torch.Tensor, tokens: int) -> tuple[int, int]:
         embed = self.model.patch_embed

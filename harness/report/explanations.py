@@ -74,9 +74,10 @@ def _visuals(store: RunStore, run_id: str, document: dict[str, Any], task: str, 
                 continue
             shown.append(visual | {"file": f"explain/{slug}-{name}", "source": str(source)})
         elif visual.get("kind") == "tokens":
-            if not all(isinstance(t, dict) and isinstance(t.get("weight"), int | float) and "text" in t
-                       for t in visual.get("tokens") or [None]):
-                continue
+            tokens = visual.get("tokens")
+            if not isinstance(tokens, list) or not tokens or not all(
+                    isinstance(t, dict) and isinstance(t.get("weight"), int | float) and "text" in t for t in tokens):
+                continue  # missing or malformed tokens: nothing to highlight
             peak = max((abs(t["weight"]) for t in visual["tokens"]), default=0.0) or 1.0
             tokens = [t | {"shade": round(abs(t["weight"]) / peak, 3), "positive": t["weight"] > 0}
                       for t in visual["tokens"]]
