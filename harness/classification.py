@@ -8,23 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.metrics import classification_scores
+from harness.metrics import MetricSpec, classification_metrics, classification_scores
 from harness.protocol import TrainingProtocol
-from harness.task import DatasetTask, Example, MetricSpec, StepOutput
-
-
-def classification_metrics(accuracy_name: str = "accuracy") -> tuple[MetricSpec, ...]:
-    """The metrics ClassificationTask.compute_metrics reports, primary first, for a task's TaskSpec."""
-    return (MetricSpec(accuracy_name, description="top-1 accuracy"), MetricSpec("macro_f1"),
-            MetricSpec("ece", higher_is_better=False, description="expected calibration error, 15 bins"))
+from harness.task import DatasetTask, Example, StepOutput
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["ClassificationTask", "classification_metrics"]
+
 
 class ClassificationTask(DatasetTask):
+    """One label per example. Modality bases add `collate_inputs` and set `modality`, `kind`, `explainer`."""
+
+    metrics: ClassVar[tuple[MetricSpec, ...]] = classification_metrics("accuracy")
     pooled_features: ClassVar[bool] = True  # the head pools by masked mean: frozen features cache exactly
-    accuracy_name: ClassVar[str] = "accuracy"  # image tasks call it "top1"
 
     def build_head(self, backbone: Any, feature_dim: int) -> torch.nn.Module:
         from harness.backbones.heads import SequenceClassificationHead
@@ -57,17 +55,9 @@ class ClassificationTask(DatasetTask):
         refs = [self.label_names[i] for i in batch["labels"].tolist()]
         return StepOutput(loss=loss, preds=preds, refs=refs)
 
-    @staticmethod
-    def example_statistics(preds: list[Any], refs: list[Any]) -> tuple[Any, str]:
-        """Per-example sufficient statistics of the primary metric (here: correct or not) and how to
-        combine them ("mean"): what paired and hierarchical bootstraps resample."""
-        import numpy as np
-
-        return np.array([float(p["label"] == r) for p, r in zip(preds, refs, strict=True)]), "mean"
-
     def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]:
         index = {t: i for i, t in enumerate(self.label_names)}
         scores = classification_scores([index[p["label"]] for p in preds], [index[r] for r in refs],
                                        len(self.label_names), probs=[p["probs"] for p in preds])
-        scores[self.accuracy_name] = scores.pop("accuracy")
+        scores[self.metrics[0].name] = scores.pop("accuracy")  # "top1" for images
         return scores

@@ -1,5 +1,7 @@
-"""Readers for standard dataset file formats, with one-line errors for anything malformed.
+"""Finding and reading standard datasets, with one-line errors for anything missing or malformed.
 
+`locate_dataset` is the one lookup order for data a user keeps (`--data-dir`, system packages, the
+cache, a download); `image_splits` the one train/dev/test split of official image sets. Readers:
 IDX (MNIST/Fashion-MNIST) and the CIFAR python archive. The CIFAR batches are pickles: they are read
 with an unpickler that can build only numpy arrays and plain containers, so a hostile file cannot run code.
 """
@@ -11,12 +13,18 @@ import io
 import pickle
 import struct
 import tarfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from harness.assets import data_cache_dir, downloads_allowed
 from harness.errors import UsageError
+from harness.splits import hash_split
+from harness.task import Example
+
+T = TypeVar("T")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -110,3 +118,46 @@ def _cifar_members(location: Path) -> dict[str, bytes]:
             raise UsageError(f"{archive} is not a readable .tar.gz archive: {exc}") from None
     raise UsageError(f"no CIFAR-10 python data in {location}: expected cifar-10-python.tar.gz or "
                      f"cifar-10-batches-py/ with {', '.join(CIFAR_FILES)}")
+
+
+def locate_dataset(name: str, data_dir: str | None, find: Callable[[Path], T | None], expected: str,
+                   places: Sequence[Path] = (), download: Callable[[Path], T] | None = None,
+                   install_hint: str = "pass --data-dir") -> T:
+    """Where a dataset's files are, in order: the user's `--data-dir` (which must hold them), then fixed
+    system `places` and the harness cache, then `download` into the cache when downloads are allowed.
+    `find(folder)` returns the files found in a folder, or None; every failure is one UsageError line."""
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        if not folder.exists():
+            raise UsageError(f"--data-dir {folder} does not exist")
+        found = find(folder)
+        if found is None:
+            raise UsageError(f"--data-dir {folder}: expected {expected}")
+        return found
+    cache = data_cache_dir(name)
+    tried = []
+    for folder in (*places, cache):
+        found = find(folder)
+        if found is not None:
+            return found
+        tried.append(str(folder))
+    if download is None or not downloads_allowed():
+        raise UsageError(f"{name} not found (looked in {', '.join(tried)}; downloads are off): {install_hint}")
+    try:
+        return download(cache)
+    except UsageError:
+        raise
+    except Exception as exc:  # network, disk, a changed mirror: all one line to the user
+        raise UsageError(f"{name} download failed: {exc}") from None
+
+
+def image_splits(prefix: str, salt: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                 labels: Sequence[str], train_dev: Sequence[tuple[str, float]]) -> dict[str, list[Example]]:
+    """Official train/test arrays as examples: dev is drawn out of train by the sha256 of the pixels (so
+    duplicate images stay together), test keeps the official set in a hashed, fixed order."""
+    (train_x, train_y), (test_x, test_y) = train, test
+    rows = [(f"{prefix}-train-{i:05d}", train_x[i], labels[train_y[i]]) for i in range(len(train_x))]
+    parts = hash_split(rows, key=lambda r: r[1].tobytes().hex(), salt=salt, fractions=train_dev)
+    held = [(f"{prefix}-test-{i:05d}", test_x[i], labels[test_y[i]]) for i in range(len(test_x))]
+    parts["test"] = hash_split(held, key=lambda r: r[0], salt=salt, fractions=(("test", 1.0),))["test"]
+    return {name: [Example(*r) for r in items] for name, items in parts.items()}

@@ -1,5 +1,8 @@
 """The two kinds of failure the CLI distinguishes, so it can map them to exit codes 2 and 1."""
 
+import difflib
+from collections.abc import Iterable
+
 
 class HarnessError(Exception):
     """Base of every error the harness reports as one clear line."""
@@ -21,3 +24,20 @@ class RunFailed(HarnessError):
 
 class NothingToExplain(UsageError):
     """A run whose explained sample holds no output to explain (e.g. a NER model that predicts no entity)."""
+
+
+def did_you_mean(name: str, known: Iterable[str], list_known: bool = True) -> str:
+    """The tail of an unknown-name message: "; did you mean 'a' or 'b'?", else " (known: ...)" when
+    `list_known`. One wording for tasks, backbones, leaderboards, run ids and timm models."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f" (known: {', '.join(known) or 'none'})" if list_known else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type name when it has none:
+    what a one-line error says about a failure inside a library."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -7,12 +7,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from harness.classification import ClassificationTask
+from harness.metrics import MetricSpec, classification_metrics
 from harness.protocol import TrainingProtocol
-from harness.task import Example
+from harness.task import Example, Modality
 
 
 class ImageClassificationTask(ClassificationTask):
-    accuracy_name: ClassVar[str] = "top1"
+    modality: ClassVar[Modality] = "image"
+    kind: ClassVar[str] = "image-classification"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = classification_metrics("top1")
+    explainer: ClassVar[str] = "image"
 
     def collate_inputs(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                        train: bool) -> dict[str, Any]:
@@ -22,7 +26,7 @@ class ImageClassificationTask(ClassificationTask):
         return {"pixel_values": torch.stack([transform(r.input) for r in rows])}
 
     def _transform(self, backbone: Any, image_size: int | None, train: bool) -> Any:
-        from harness.backbones.vision import build_transform
+        from harness.backbones.vision_transforms import build_transform
 
         cache = self.__dict__.setdefault("_transforms", {})
         key = (id(backbone), image_size, train)

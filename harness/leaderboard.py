@@ -15,11 +15,15 @@ from typing import Any
 
 import harness
 from harness.adaptation import Adaptation
-from harness.errors import UsageError
+from harness.backbones.spec import BACKBONES, record_name
+from harness.errors import UsageError, did_you_mean
+from harness.task import TASKS
 
 
 @dataclass(frozen=True)
-class Model:
+class ModelSelection:
+    """One leaderboard row: a backbone (registered name, hub id or folder) with an adaptation mode."""
+
     backbone: str
     adapt: str
     tasks: tuple[str, ...] | None = None  # None: every task the backbone fits
@@ -27,8 +31,6 @@ class Model:
     @property
     def name(self) -> str:
         """The backbone's name in run records (a folder's base name, a registered model for its hub id)."""
-        from harness.backbones.spec import record_name
-
         return record_name(self.backbone)
 
     @property
@@ -39,7 +41,7 @@ class Model:
 @dataclass(frozen=True)
 class Cell:
     task: str
-    model: Model
+    model: ModelSelection
     seed: int
 
 
@@ -50,14 +52,11 @@ class Leaderboard:
     protocol: str
     seeds: tuple[int, ...]
     tasks: tuple[str, ...]
-    models: tuple[Model, ...]
+    models: tuple[ModelSelection, ...]
     path: Path | None = None
 
-    def pairs(self) -> list[tuple[str, Model]]:
+    def pairs(self) -> list[tuple[str, ModelSelection]]:
         """(task, model) for every model whose backbone fits the task, in definition order."""
-        from harness.backbones.spec import BACKBONES
-        from harness.task import TASKS
-
         pairs = []
         for task in self.tasks:
             kind = TASKS.get(task).spec.backbone_kind
@@ -94,11 +93,7 @@ def load_leaderboard(name_or_path: str) -> Leaderboard:
     if not (path.suffix == ".toml" and path.is_file()):
         known = available()
         if name_or_path not in known:
-            import difflib
-
-            hint = difflib.get_close_matches(name_or_path, list(known), n=1)
-            extra = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known) or 'none'})"
-            raise UsageError(f"unknown leaderboard '{name_or_path}'{extra}")
+            raise UsageError(f"unknown leaderboard '{name_or_path}'{did_you_mean(name_or_path, known)}")
         path = known[name_or_path]
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -109,8 +104,6 @@ def load_leaderboard(name_or_path: str) -> Leaderboard:
 
 def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderboard:
     where = str(path) if path else "leaderboard"
-    from harness.backbones.spec import BACKBONES
-    from harness.task import TASKS
 
     def need(key: str, kind: type) -> Any:
         if not isinstance(data.get(key), kind):
@@ -131,35 +124,7 @@ def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderb
             raise BACKBONES.unknown(entry["backbone"])  # an unregistered one (a path) must list its tasks
         adapt = str(Adaptation.parse(entry.get("adapt", "full")))
         only = entry.get("tasks")
-        models.append(Model(entry["backbone"], adapt, tuple(only) if only is not None else None))
+        models.append(ModelSelection(entry["backbone"], adapt, tuple(only) if only is not None else None))
     protocol = need("protocol", str)
     return Leaderboard(name=need("name", str), description=str(data.get("description", "")), protocol=protocol,
                        seeds=seeds, tasks=tasks, models=tuple(models), path=path)
-
-
-def run_leaderboard(board: Leaderboard, runs_dir: str | Path | None = None, device: str = "auto",
-                    progress: bool = True, explain: bool = False) -> dict[str, list[Any]]:
-    """Run every missing cell (complete ones are skipped by config hash); one failing cell does not stop
-    the others. Returns {"reused": [...], "ran": [...], "failed": [(task, model, seed, error)]}."""
-    import logging
-
-    from harness import api
-    from harness.errors import HarnessError
-
-    log = logging.getLogger("harness")
-    summary: dict[str, list[Any]] = {"reused": [], "ran": [], "failed": []}
-    pairs = board.pairs()
-    for index, (task, model) in enumerate(pairs, 1):
-        log.info("[%d/%d] %s with %s, seeds %s", index, len(pairs), task, model.label,
-                 ",".join(map(str, board.seeds)))
-        for seed in board.seeds:
-            try:
-                (outcome,) = api.run(task, backbone=model.backbone, protocol=board.protocol, seeds=[seed],
-                                     adapt=model.adapt, device=device, runs_dir=runs_dir, progress=progress,
-                                     explain=explain)
-            except HarnessError as exc:
-                log.warning("%s / %s / seed %d failed: %s", task, model.label, seed, exc)
-                summary["failed"].append((task, model.label, seed, str(exc)))
-                continue
-            summary["reused" if outcome.reused else "ran"].append(outcome.record["run_id"])
-    return summary

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 PROTOCOL_NAMES = ("smoke", "quick", "standard")
+P = TypeVar("P")
+
+
+def protocol_table(**profiles: P) -> dict[str, P]:
+    """A task's protocols keyed by name, each named once: `protocol_table(smoke=TrainingProtocol(...), ...)`."""
+    return {name: replace(profile, name=name) for name, profile in profiles.items()}  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)
@@ -18,7 +24,8 @@ class TrainingProtocol:
     (max_length for text, image size for vision, ...). `*_limit` cap each split; None = the whole split.
     """
 
-    name: str
+    name: str = ""  # set by protocol_table
+    _: KW_ONLY
     epochs: int
     batch_size: int = 32
     eval_batch_size: int = 64

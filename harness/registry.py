@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from harness.errors import UsageError
+from harness.errors import UsageError, did_you_mean
 
 T = TypeVar("T")
 
@@ -126,10 +126,7 @@ class Registry(Generic[T]):
         return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
 
     def unknown(self, name: str) -> UnknownEntryError:
-        hint = self.suggest(name)
-        did_you_mean = f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
-        known = "" if hint else f" (known: {', '.join(self.names()) or 'none'})"
-        return UnknownEntryError(f"unknown {self.kind} '{name}'{did_you_mean}{known}")
+        return UnknownEntryError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}")
 
     def _entry(self, name: str) -> _Entry:
         self.scan_entry_points()

@@ -9,7 +9,6 @@ A run id is derived from its config hash, so the same configuration always maps 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fcntl
 import hashlib
 import json
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RunFailed, UsageError
+from harness.errors import RunFailed, UsageError, did_you_mean
 
 SCHEMA_VERSION = 1
 RESULT = "result.json"
@@ -40,6 +39,13 @@ _INDEX_COLUMNS = ("run_id", "config_hash", "status", "task", "task_version", "ba
                   "seed", "primary_metric", "primary_value", "created_at")
 _CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS runs ({', '.join(_INDEX_COLUMNS)}, PRIMARY KEY (run_id))"
 _INSERT = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(_INDEX_COLUMNS))})"
+
+
+def record_modality(record: dict[str, Any]) -> str | None:
+    """A run's modality. Records from before it was stored: control runs are known by their RL protocol."""
+    if record.get("modality"):
+        return record["modality"]
+    return "control" if "algo" in record.get("config", {}).get("protocol", {}) else None
 
 
 def canonical_json(obj: Any) -> str:
@@ -113,9 +119,7 @@ class RunStore:
             return matches[0]
         if len(matches) > 1:
             raise UsageError(f"run id prefix '{run_id}' is ambiguous: {', '.join(matches[:5])}")
-        hint = difflib.get_close_matches(run_id, ids, n=1)
-        where = f" in {self.root}" + (f"; did you mean '{hint[0]}'?" if hint else "")
-        raise UsageError(f"no run '{run_id}'{where}")
+        raise UsageError(f"no run '{run_id}' in {self.root}{did_you_mean(run_id, ids, list_known=False)}")
 
     def load(self, run_id: str) -> dict[str, Any]:
         record = self.read_result(self.resolve_id(run_id))

@@ -6,12 +6,12 @@ subclass, set `spec`, `protocols` and `label_names`, implement `read_splits()` a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.classification import ClassificationTask
-from harness.metrics import entity_counts, entity_scores
+from harness.metrics import ENTITY_METRICS, MetricSpec, entity_scores
 from harness.protocol import TrainingProtocol
-from harness.task import DatasetTask, Example, StepOutput
+from harness.task import DatasetTask, Example, Modality, StepOutput
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +28,11 @@ class TokenClassificationTask(DatasetTask):
     at prediction, each word takes the tag predicted on its first sub-word. Words cut off by
     max_length are predicted 'O', so scores always cover whole sentences.
     """
+
+    modality: ClassVar[Modality] = "text"
+    kind: ClassVar[str] = "token-classification"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ENTITY_METRICS
+    explainer: ClassVar[str] = "entity"
 
     def build_head(self, backbone: Any, feature_dim: int) -> torch.nn.Module:
         from harness.backbones.heads import TokenClassificationHead
@@ -76,21 +81,13 @@ class TokenClassificationTask(DatasetTask):
     def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]:
         return entity_scores(preds, refs)
 
-    @staticmethod
-    def example_statistics(preds: list[Any], refs: list[Any]) -> tuple[Any, str]:
-        """Per sentence (true positives, predicted, gold entities): entity F1 of any resample is
-        2 tp / (pred + gold) of the column sums."""
-        import numpy as np
-
-        rows = []
-        for pred, ref in zip(preds, refs, strict=True):
-            counts = entity_counts(pred, ref)
-            rows.append([sum(counts["tp"].values()), sum(counts["pred"].values()), sum(counts["gold"].values())])
-        return np.array(rows, dtype=float).reshape(-1, 3), "f1"
-
 
 class SequenceClassificationTask(ClassificationTask):
     """One label per text. Example.input: the text; Example.target: a label name."""
+
+    modality: ClassVar[Modality] = "text"
+    kind: ClassVar[str] = "sequence-classification"
+    explainer: ClassVar[str] = "sentence"
 
     def collate_inputs(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                        train: bool) -> dict[str, Any]:

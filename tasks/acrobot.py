@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.control import CONTROL_METRICS, ControlProtocol, ControlTask
+from harness.control_tasks import ControlProtocol, ControlTask
+from harness.protocol import protocol_table
 from harness.task import TaskSpec, register_task
 
 ZOO_DQN = {"learning_rate": 6.3e-4, "batch_size": 128, "buffer_size": 50_000, "learning_starts": 0, "gamma": 0.99,
@@ -22,7 +23,7 @@ MLP = {"hidden": [256, 256], "activation": "relu"}
 @register_task
 class AcrobotTask(ControlTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
-        name="acrobot", modality="control", kind="control", metrics=CONTROL_METRICS, default_backbone="mlp",
+        name="acrobot", default_backbone="mlp",
         version="1", description="Acrobot-v1 swing-up, DQN (RL-Zoo hyperparameters), IQM over 20 evaluation episodes",
         license="MIT (gymnasium)", citation="Sutton 1996; RL Baselines3 Zoo (Raffin 2020)",
         data_sources=("gymnasium Acrobot-v1",),
@@ -31,10 +32,10 @@ class AcrobotTask(ControlTask):
     observation_names: ClassVar[tuple[str, ...]] = ("cos theta1", "sin theta1", "cos theta2", "sin theta2",
                                                     "theta1 velocity", "theta2 velocity")
     action_names: ClassVar[tuple[str, ...]] = ("torque -1", "torque 0", "torque +1")
-    protocols: ClassVar[dict[str, ControlProtocol]] = {
-        "smoke": ControlProtocol("smoke", "dqn", total_timesteps=1000, hyperparams=ZOO_DQN, backbone=MLP,
-                                 eval_episodes=3),
-        "quick": ControlProtocol("quick", "dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP),
-        "standard": ControlProtocol("standard", "dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP,
-                                    eval_episodes=100),
-    }
+    protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
+        smoke=ControlProtocol(algo="dqn", total_timesteps=1000, hyperparams=ZOO_DQN, backbone=MLP,
+                              eval_episodes=3),
+        quick=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP),
+        standard=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP,
+                                 eval_episodes=100),
+    )

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.control import CONTROL_METRICS, ControlProtocol, ControlTask
+from harness.control_tasks import ControlProtocol, ControlTask
+from harness.protocol import protocol_table
 from harness.task import TaskSpec, register_task
 
 ZOO_PPO = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
@@ -23,7 +24,7 @@ MLP = {"hidden": [64, 64], "activation": "tanh"}
 @register_task
 class CartPoleTask(ControlTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
-        name="cartpole", modality="control", kind="control", metrics=CONTROL_METRICS, default_backbone="mlp",
+        name="cartpole", default_backbone="mlp",
         version="1", description="CartPole-v1 balance, PPO (RL-Zoo hyperparameters), IQM over 20 evaluation episodes",
         license="MIT (gymnasium)", citation="Barto, Sutton and Anderson 1983; RL Baselines3 Zoo (Raffin 2020)",
         data_sources=("gymnasium CartPole-v1",),
@@ -32,10 +33,10 @@ class CartPoleTask(ControlTask):
     observation_names: ClassVar[tuple[str, ...]] = ("cart position", "cart velocity", "pole angle",
                                                     "pole angular velocity")
     action_names: ClassVar[tuple[str, ...]] = ("push left", "push right")
-    protocols: ClassVar[dict[str, ControlProtocol]] = {
-        "smoke": ControlProtocol("smoke", "ppo", total_timesteps=2048, n_envs=8, hyperparams=ZOO_PPO | {"n_epochs": 2},
-                                 backbone=MLP, eval_episodes=5),
-        "quick": ControlProtocol("quick", "ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO, backbone=MLP),
-        "standard": ControlProtocol("standard", "ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO,
-                                    backbone=MLP, eval_episodes=100),
-    }
+    protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
+        smoke=ControlProtocol(algo="ppo", total_timesteps=2048, n_envs=8, hyperparams=ZOO_PPO | {"n_epochs": 2},
+                              backbone=MLP, eval_episodes=5),
+        quick=ControlProtocol(algo="ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO, backbone=MLP),
+        standard=ControlProtocol(algo="ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO,
+                                 backbone=MLP, eval_episodes=100),
+    )

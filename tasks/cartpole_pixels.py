@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.control import CONTROL_METRICS, ControlProtocol, ControlTask
+from harness.control_tasks import ControlProtocol, ControlTask
+from harness.protocol import protocol_table
 from harness.task import TaskSpec, register_task
 
 PPO = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 4, "ent_coef": 0.0,
@@ -43,7 +44,7 @@ def rendered_frames(env: Any, size: int) -> Any:
 @register_task
 class CartPolePixelsTask(ControlTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
-        name="cartpole-pixels", modality="control", kind="control", metrics=CONTROL_METRICS,
+        name="cartpole-pixels",
         default_backbone="efficientnet-lite0", backbone_modality="image", default_adapt="frozen", version="1",
         description="CartPole-v1 from rendered frames (2-frame stacks), PPO on a pretrained vision encoder",
         license="MIT (gymnasium)", citation="Barto, Sutton and Anderson 1983; RL Baselines3 Zoo (Raffin 2020)",
@@ -51,15 +52,15 @@ class CartPolePixelsTask(ControlTask):
     )
     env_id: ClassVar[str] = "CartPole-v1"
     action_names: ClassVar[tuple[str, ...]] = ("push left", "push right")
-    protocols: ClassVar[dict[str, ControlProtocol]] = {
-        "smoke": ControlProtocol("smoke", "ppo", total_timesteps=256, n_envs=4,
-                                 hyperparams=PPO | {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
-                                 backbone={"image_size": 64, "frames": 2, "features_dim": 128}, eval_episodes=2),
-        "quick": ControlProtocol("quick", "ppo", total_timesteps=20_000, n_envs=8, hyperparams=PPO,
-                                 backbone={"image_size": 64, "frames": 2, "features_dim": 256}),
-        "standard": ControlProtocol("standard", "ppo", total_timesteps=500_000, n_envs=8, hyperparams=PPO,
-                                    backbone={"image_size": 96, "frames": 2, "features_dim": 256}, eval_episodes=50),
-    }
+    protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
+        smoke=ControlProtocol(algo="ppo", total_timesteps=256, n_envs=4,
+                              hyperparams=PPO | {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
+                              backbone={"image_size": 64, "frames": 2, "features_dim": 128}, eval_episodes=2),
+        quick=ControlProtocol(algo="ppo", total_timesteps=20_000, n_envs=8, hyperparams=PPO,
+                              backbone={"image_size": 64, "frames": 2, "features_dim": 256}),
+        standard=ControlProtocol(algo="ppo", total_timesteps=500_000, n_envs=8, hyperparams=PPO,
+                                 backbone={"image_size": 96, "frames": 2, "features_dim": 256}, eval_episodes=50),
+    )
 
     def observation_kind(self) -> str:
         return "pixels"

@@ -12,13 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from harness.assets import data_cache_dir, downloads_allowed, file_digest
-from harness.classification import classification_metrics
-from harness.datasets import read_idx
+from harness.assets import file_digest
+from harness.datasets import image_splits, locate_dataset, read_idx
 from harness.errors import UsageError
 from harness.image_tasks import ImageClassificationTask
-from harness.protocol import TrainingProtocol
-from harness.splits import hash_split
+from harness.protocol import TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -40,9 +38,6 @@ def find_files(folder: Path) -> list[Path] | None:
 class FashionMnistTask(ImageClassificationTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
         name="fashion-mnist",
-        modality="image",
-        kind="image-classification",
-        metrics=classification_metrics("top1"),
         default_backbone="efficientnet-lite0",
         version="2",  # v2: quick at 128 px (a 4x4 last-stage map for Grad-CAM); batch-norm statistics stored
         description="Fashion-MNIST, 10 clothing classes; official test set, 5k dev images held out of train",
@@ -52,46 +47,20 @@ class FashionMnistTask(ImageClassificationTask):
     )
     label_names: ClassVar[tuple[str, ...]] = LABELS
     accepts_data_dir: ClassVar[bool] = True
-    protocols: ClassVar[dict[str, TrainingProtocol]] = {
-        "smoke": TrainingProtocol("smoke", epochs=1, batch_size=16, lr=1e-3, head_lr=1e-3, train_limit=64,
-                                  dev_limit=32, test_limit=64, inputs={"image_size": 32}),
-        "quick": TrainingProtocol("quick", epochs=2, batch_size=32, lr=1e-3, head_lr=1e-3, train_limit=3000,
-                                  dev_limit=500, inputs={"image_size": 128}),
-        "standard": TrainingProtocol("standard", epochs=10, batch_size=64, lr=3e-4, head_lr=1e-3,
-                                     inputs={"image_size": 224}),
-    }
+    protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
+        smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-3, train_limit=64,
+                               dev_limit=32, test_limit=64, inputs={"image_size": 32}),
+        quick=TrainingProtocol(epochs=2, batch_size=32, lr=1e-3, head_lr=1e-3, train_limit=3000,
+                               dev_limit=500, inputs={"image_size": 128}),
+        standard=TrainingProtocol(epochs=10, batch_size=64, lr=3e-4, head_lr=1e-3,
+                                  inputs={"image_size": 224}),
+    )
 
     def _files(self) -> list[Path]:
-        tried = []
-        if self.data_dir is not None:
-            folder = Path(self.data_dir).expanduser()
-            files = find_files(folder) if folder.is_dir() else None
-            if files is None:
-                raise UsageError(f"--data-dir {folder}: expected the Fashion-MNIST files {', '.join(FILES)} (.gz ok)")
-            return files
-        for folder in (DEBIAN_DIR, data_cache_dir("fashion-mnist")):
-            files = find_files(folder)
-            if files is not None:
-                return files
-            tried.append(str(folder))
-        if downloads_allowed():
-            return self._download()
-        raise UsageError(f"Fashion-MNIST not found (looked in {', '.join(tried)}; downloads are off): "
-                         "apt-get install dataset-fashion-mnist, or pass --data-dir")
-
-    def _download(self) -> list[Path]:
-        from torchvision.datasets import FashionMNIST
-
-        root = data_cache_dir("fashion-mnist")
-        try:
-            FashionMNIST(str(root), train=True, download=True)
-            FashionMNIST(str(root), train=False, download=True)
-        except Exception as exc:
-            raise UsageError(f"Fashion-MNIST download failed: {exc}") from None
-        files = find_files(root / "FashionMNIST" / "raw")
-        if files is None:
-            raise UsageError(f"Fashion-MNIST download into {root} left no IDX files")
-        return files
+        return locate_dataset("fashion-mnist", self.data_dir, find_files, places=(DEBIAN_DIR,),
+                              expected=f"the Fashion-MNIST files {', '.join(FILES)} (.gz ok)",
+                              download=_download,
+                              install_hint="apt-get install dataset-fashion-mnist, or pass --data-dir")
 
     def data_fingerprint(self) -> str:
         return file_digest(*self._files())
@@ -100,10 +69,17 @@ class FashionMnistTask(ImageClassificationTask):
         train_x, train_y, test_x, test_y = (read_idx(p) for p in self._files())
         if len(train_x) != len(train_y) or len(test_x) != len(test_y) or train_x.shape[1:] != (28, 28):
             raise UsageError("Fashion-MNIST files are inconsistent (image and label counts or sizes differ)")
-        train = [(f"fmnist-train-{i:05d}", train_x[i], LABELS[train_y[i]]) for i in range(len(train_x))]
-        parts = hash_split(train, key=lambda r: r[1].tobytes().hex(), salt="fashion-mnist-v1",
-                           fractions=(("train", 55 / 60), ("dev", 5 / 60)))
-        test = [(f"fmnist-test-{i:05d}", test_x[i], LABELS[test_y[i]]) for i in range(len(test_x))]
-        parts["test"] = hash_split(test, key=lambda r: r[0], salt="fashion-mnist-v1",
-                                   fractions=(("test", 1.0),))["test"]
-        return {name: [Example(*r) for r in rows] for name, rows in parts.items()}
+        return image_splits("fmnist", "fashion-mnist-v1", (train_x, train_y), (test_x, test_y), LABELS,
+                            train_dev=(("train", 55 / 60), ("dev", 5 / 60)))
+
+
+def _download(root: Path) -> list[Path]:
+    """torchvision's downloader (when online) into the harness cache."""
+    from torchvision.datasets import FashionMNIST
+
+    FashionMNIST(str(root), train=True, download=True)
+    FashionMNIST(str(root), train=False, download=True)
+    files = find_files(root / "FashionMNIST" / "raw")
+    if files is None:
+        raise UsageError(f"Fashion-MNIST download into {root} left no IDX files")
+    return files

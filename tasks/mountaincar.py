@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from harness.control import CONTROL_METRICS, ControlProtocol, ControlTask
+from harness.control_tasks import ControlProtocol, ControlTask
+from harness.protocol import protocol_table
 from harness.task import TaskSpec, register_task
 
 ZOO_DQN = {"learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000, "learning_starts": 1000, "gamma": 0.98,
@@ -22,7 +23,7 @@ MLP = {"hidden": [256, 256], "activation": "relu"}
 @register_task
 class MountainCarTask(ControlTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
-        name="mountaincar", modality="control", kind="control", metrics=CONTROL_METRICS, default_backbone="mlp",
+        name="mountaincar", default_backbone="mlp",
         version="1", description="MountainCar-v0, DQN (RL-Zoo hyperparameters), IQM over 20 evaluation episodes",
         license="MIT (gymnasium)", citation="Moore 1990; RL Baselines3 Zoo (Raffin 2020)",
         data_sources=("gymnasium MountainCar-v0",),
@@ -30,10 +31,10 @@ class MountainCarTask(ControlTask):
     env_id: ClassVar[str] = "MountainCar-v0"
     observation_names: ClassVar[tuple[str, ...]] = ("position", "velocity")
     action_names: ClassVar[tuple[str, ...]] = ("accelerate left", "no push", "accelerate right")
-    protocols: ClassVar[dict[str, ControlProtocol]] = {
-        "smoke": ControlProtocol("smoke", "dqn", total_timesteps=1000, hyperparams=ZOO_DQN | {"learning_starts": 100},
-                                 backbone=MLP, eval_episodes=3),
-        "quick": ControlProtocol("quick", "dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP),
-        "standard": ControlProtocol("standard", "dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP,
-                                    eval_episodes=100),
-    }
+    protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
+        smoke=ControlProtocol(algo="dqn", total_timesteps=1000, hyperparams=ZOO_DQN | {"learning_starts": 100},
+                              backbone=MLP, eval_episodes=3),
+        quick=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP),
+        standard=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP,
+                                 eval_episodes=100),
+    )

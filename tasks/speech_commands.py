@@ -15,7 +15,7 @@ from typing import ClassVar
 from harness.audio_tasks import AudioClassificationTask
 from harness.classification import classification_metrics
 from harness.errors import UsageError
-from harness.protocol import TrainingProtocol
+from harness.protocol import TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
 
 
@@ -23,8 +23,6 @@ from harness.task import Example, TaskSpec, register_task
 class SpeechCommandsTask(AudioClassificationTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
         name="speech-commands",
-        modality="audio",
-        kind="audio-classification",
         metrics=classification_metrics(),
         default_backbone="whisper-tiny-en",
         version="1",
@@ -35,14 +33,14 @@ class SpeechCommandsTask(AudioClassificationTask):
         default_adapt="frozen",
     )
     accepts_data_dir: ClassVar[bool] = True
-    protocols: ClassVar[dict[str, TrainingProtocol]] = {
-        "smoke": TrainingProtocol("smoke", epochs=2, batch_size=16, head_lr=3e-3, layer_mix="weighted",
-                                  train_limit=64, dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0}),
-        "quick": TrainingProtocol("quick", epochs=20, batch_size=64, head_lr=3e-3, layer_mix="weighted",
-                                  train_limit=10000, dev_limit=2000, test_limit=4000, inputs={"clip_seconds": 1.0}),
-        "standard": TrainingProtocol("standard", epochs=10, batch_size=64, lr=5e-5, head_lr=1e-3,
-                                     layer_mix="weighted", inputs={"clip_seconds": 1.0}),
-    }
+    protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
+        smoke=TrainingProtocol(epochs=2, batch_size=16, head_lr=3e-3, layer_mix="weighted",
+                               train_limit=64, dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0}),
+        quick=TrainingProtocol(epochs=20, batch_size=64, head_lr=3e-3, layer_mix="weighted",
+                               train_limit=10000, dev_limit=2000, test_limit=4000, inputs={"clip_seconds": 1.0}),
+        standard=TrainingProtocol(epochs=10, batch_size=64, lr=5e-5, head_lr=1e-3,
+                                  layer_mix="weighted", inputs={"clip_seconds": 1.0}),
+    )
 
     def __init__(self, data_dir: str | None = None) -> None:
         super().__init__(data_dir)

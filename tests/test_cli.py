@@ -40,7 +40,8 @@ def test_help_and_list_are_fast_and_torch_free(runs: Path) -> None:
     listing = json.loads(out.stdout)
     assert {"ner", "sentiment"} <= {t["name"] for t in listing["tasks"]}
     assert "minilm" in {b["name"] for b in listing["backbones"]}
-    code = "import sys; from harness.cli import main; main(['list']); assert 'torch' not in sys.modules"
+    code = ("import sys; from harness.cli import main; main(['list']); "
+            "assert not {'torch', 'pandas', 'scipy'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=cli_env(runs))
     protocols = json.loads(run_cli("list", "protocols", "--json", runs_dir=runs).stdout)
     assert {(p["task"], p["name"]) for p in protocols} >= {("ner", "smoke"), ("ner", "quick"), ("ner", "standard")}

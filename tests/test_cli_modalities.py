@@ -60,7 +60,7 @@ def test_speech_commands_from_a_written_tree(runs: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--task", "cifar10"], "cifar10 needs --data-dir"),
+    (["--task", "cifar10"], "downloads are off): pass --data-dir DIR holding cifar-10-python.tar.gz"),
     (["--task", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
     (["--task", "fashion-mnist", "--data-dir", "/tmp"], "expected the Fashion-MNIST files"),
     (["--task", "speech-commands"], "speech-commands needs --data-dir"),

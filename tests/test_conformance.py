@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.assets import SourceKind
 from harness.backbones.spec import BACKBONES, resolve_backbone
-from harness.control import ControlProtocol, ControlTask
+from harness.control_tasks import ControlProtocol, ControlTask
 from harness.errors import UsageError
 from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
 from harness.task import MODALITIES, TASKS, SupervisedTask, TaskSpec
@@ -76,7 +77,8 @@ def test_backbone_conforms(name: str) -> None:
     assert resolve_backbone(name, spec.modality) is spec
     asset = spec.resolve()  # offline: the packaged copy
     assert asset.path.is_dir() and asset.revision
-    assert asset.source.startswith("package") or asset.source == "random init"
+    assert asset.kind in (SourceKind.PACKAGE, SourceKind.RANDOM_INIT)
+    assert asset.pretrained == (asset.kind is SourceKind.PACKAGE)
 
 
 @pytest.mark.parametrize("name", BACKBONE_NAMES)

@@ -40,7 +40,7 @@ class _Task:
 
 
 def test_integrated_gradients_of_a_linear_policy_are_exact() -> None:
-    from harness.explain.control import VectorControlExplainer
+    from harness.explain.policy import VectorControlExplainer
 
     policy = nn.Linear(3, 2, bias=False)
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_integrated_gradients_of_a_linear_policy_are_exact() -> None:
 def test_pixel_occlusion_removes_exactly_the_cells_the_curves_remove() -> None:
     """20 px frames in an 8 x 8 grid do not tile evenly: each cell's attribution must still be the drop in
     the action's probability when exactly that cell is removed (what the deletion curves do)."""
-    from harness.explain.control import PixelControlExplainer
+    from harness.explain.policy import PixelControlExplainer
 
     torch.manual_seed(0)
     policy = nn.Sequential(nn.Flatten(), nn.Linear(2 * 20 * 20 * 3, 2), nn.Softmax(-1))

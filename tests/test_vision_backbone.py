@@ -9,24 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from harness.assets import PackagedCopy, ResolvedAsset
+from harness.assets import PackagedCopy, ResolvedAsset, SourceKind
 from harness.backbones.spec import BackboneSpec, Features
-from harness.backbones.vision import (
-    VisionBackbone,
-    build_packaged_efficientnet_lite,
-    build_timm_backbone,
-    build_transform,
+from harness.backbones.timm_models import require_timm_model, timm_model_exists
+from harness.backbones.vision import VisionBackbone, build_packaged_efficientnet_lite, build_timm_backbone
+from harness.backbones.vision_transforms import build_transform
+from harness.backbones.vision_weights import (
     load_packaged_efficientnet_lite,
     map_lukemelas_to_timm,
     packaged_data_config,
     packaged_weights_file,
-    require_timm_model,
-    timm_model_exists,
 )
 from harness.errors import UsageError
 
 CAT = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
+RANDOM_INIT = ResolvedAsset(Path("."), "random", "random init", SourceKind.RANDOM_INIT)
 
 
 def _weights_dir(variant: str) -> Path:
@@ -112,10 +110,11 @@ def test_corrupted_mappings_are_rejected(lite0: torch.nn.Module) -> None:
 
 
 def test_packaged_factory_reports_missing_weights(tmp_path: Path) -> None:
+    empty = ResolvedAsset(tmp_path, "x", "package test", SourceKind.PACKAGE)
     with pytest.raises(UsageError, match="could not be loaded: expected one efficientnet-lite0"):
-        build_packaged_efficientnet_lite(_spec("lite0"), ResolvedAsset(tmp_path, "x", "package test"))
+        build_packaged_efficientnet_lite(_spec("lite0"), empty)
     with pytest.raises(UsageError, match="no packaged EfficientNet-Lite weights"):
-        build_packaged_efficientnet_lite(_spec("lite7"), ResolvedAsset(tmp_path, "x", "package test"))
+        build_packaged_efficientnet_lite(_spec("lite7"), empty)
 
 
 def test_data_config_matches_the_weights(lite0: torch.nn.Module, lite2: torch.nn.Module) -> None:
@@ -203,12 +202,12 @@ def test_unknown_timm_model_is_rejected() -> None:
         require_timm_model("efficientnet_b99")
     spec = BackboneSpec(name="nope", modality="vision", factory=build_timm_backbone, hub_id="efficientnet_b99")
     with pytest.raises(UsageError, match="unknown timm model"):
-        build_timm_backbone(spec, ResolvedAsset(Path("."), "random", "random"))
+        build_timm_backbone(spec, RANDOM_INIT)
 
 
 def test_generic_timm_backbone_falls_back_to_top_level_children() -> None:
     spec = BackboneSpec(name="resnet18", modality="vision", factory=build_timm_backbone, hub_id="resnet18")
-    backbone = build_timm_backbone(spec, ResolvedAsset(Path("."), "random", "random")).eval()
+    backbone = build_timm_backbone(spec, RANDOM_INIT).eval()
     assert backbone.feature_dim == 512
     groups = backbone.layer_groups()
     assert groups[0] is backbone.model.conv1 and groups[-1] is backbone.model.layer4

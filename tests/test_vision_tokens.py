@@ -13,8 +13,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from harness.assets import SourceKind
 from harness.backbones.spec import BackboneSpec, resolve_backbone
-from harness.backbones.vision import VisionBackbone, create_timm_model
+from harness.backbones.timm_models import create_timm_model
+from harness.backbones.vision import VisionBackbone
 from harness.errors import UsageError
 
 
@@ -122,6 +124,7 @@ def test_a_timm_folder_is_an_image_backbone(tiny_vit_folder: Path) -> None:
     spec = resolve_backbone(str(tiny_vit_folder), "image")
     assert spec.name == "tiny-vit" and spec.local_dir == str(tiny_vit_folder.resolve())
     asset = spec.resolve()
+    assert asset.kind is SourceKind.LOCAL_DIR and asset.pretrained
     assert asset.source == "local directory" and asset.revision.startswith("sha256:")
     backbone = spec.build(asset)
     assert backbone.token_shaped and backbone.feature_dim == 32

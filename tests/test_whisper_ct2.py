@@ -1,4 +1,5 @@
-"""The CTranslate2 -> transformers Whisper converter, on the packaged tiny.en and base weights."""
+"""The CTranslate2 reader and the CTranslate2 -> transformers Whisper converter, on the packaged tiny.en and
+base weights."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from whisper_decode import greedy_transcribe
 
-from harness.backbones import whisper_ct2
-from harness.backbones.whisper_ct2 import (
-    convert_whisper,
-    greedy_transcribe,
-    packaged_whisper_files,
-    read_ct2_variables,
-    whisper_state_dict,
-)
+from harness.backbones import whisper_packaged
+from harness.backbones.ct2_reader import read_ct2_variables
+from harness.backbones.whisper_convert import convert_whisper, whisper_state_dict
+from harness.backbones.whisper_packaged import packaged_whisper_files
 
 
 def _packaged_or_skip(name: str) -> tuple[list[Path], Path]:
@@ -119,7 +117,7 @@ def test_unmappable_variable_is_named() -> None:
 def test_packaged_name_must_be_known_and_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="tiny.en"):
         packaged_whisper_files("large-v9")
-    monkeypatch.setitem(whisper_ct2._PACKAGED, "tiny.en", (
+    monkeypatch.setitem(whisper_packaged.PACKAGED_WHISPER, "tiny.en", (
         (("no_such_whisper_pkg", "model/model.bin"),), ("no_such_whisper_pkg", "model")))
     with pytest.raises(FileNotFoundError, match="pip install no-such-whisper-pkg"):
         packaged_whisper_files("tiny.en")

@@ -1,6 +1,7 @@
 """Audio backbone adapter: the Whisper encoder (transformers' WhisperEncoder) on log-mel features.
 
-Weights come from the packaged CTranslate2 Whisper models (converted by `whisper_ct2`) or a hub id.
+Weights come from the packaged CTranslate2 Whisper models (found by `whisper_packaged`, converted by
+`whisper_convert`) or a transformers checkpoint (hub id or folder).
 Short clips are never padded to Whisper's 30 s window: `configure()` cuts the positional embedding
 to the clip's frame count (a new module, not only its weight, so the encoder's length check agrees)
 and the feature extractor is sized to the clip.
@@ -15,9 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import WhisperFeatureExtractor, WhisperModel
+from transformers.utils import logging as hf_logging
 
 from harness.assets import ResolvedAsset
 from harness.backbones.spec import BackboneSpec, Features
+from harness.backbones.whisper_convert import convert_whisper
+from harness.backbones.whisper_packaged import packaged_whisper_files
 from harness.errors import UsageError
 
 SAMPLE_RATE = 16_000
@@ -25,6 +30,8 @@ HOP_LENGTH = 160  # Whisper: 10 ms frames
 
 
 class WhisperEncoderBackbone(nn.Module):
+    """transformers' WhisperEncoder fitted to short clips; forward returns every layer's hidden states."""
+
     def __init__(self, spec: BackboneSpec, encoder: nn.Module):
         super().__init__()
         self.spec = spec
@@ -42,8 +49,6 @@ class WhisperEncoderBackbone(nn.Module):
 
     def configure(self, inputs: Mapping[str, Any]) -> None:
         """Fit the encoder and the feature extractor to `clip_seconds` (default 1.0 s)."""
-        from transformers import WhisperFeatureExtractor
-
         seconds = float(inputs.get("clip_seconds", 1.0))
         frames = 2 * math.ceil(seconds * SAMPLE_RATE / HOP_LENGTH / 2)  # even: the second conv has stride 2
         positions = frames // 2
@@ -74,15 +79,14 @@ class WhisperEncoderBackbone(nn.Module):
         return Features(sequence=hidden[-1], hidden_states=hidden, mask=mask, pooled=hidden[-1].mean(1))
 
     def layer_groups(self) -> list[nn.Module]:
+        """Bottom-to-top trainable groups: the conv stem, each layer, the last layer with the final norm."""
         layers = list(self.encoder.layers)
         stem = nn.ModuleList([self.encoder.conv1, self.encoder.conv2])
         return [stem, *layers[:-1], nn.ModuleList([layers[-1], self.encoder.layer_norm])]
 
 
 def build_packaged_whisper(spec: BackboneSpec, asset: ResolvedAsset) -> WhisperEncoderBackbone:
-    """A packaged CTranslate2 Whisper (asset.path = the package's model folder)."""
-    from harness.backbones.whisper_ct2 import convert_whisper, packaged_whisper_files
-
+    """A packaged CTranslate2 Whisper (asset.path = the package's model folder); the variant picks the files."""
     parts, _ = packaged_whisper_files(spec.variant or "tiny.en")
     model = convert_whisper(parts)
     return WhisperEncoderBackbone(spec, model.model.encoder)
@@ -90,9 +94,6 @@ def build_packaged_whisper(spec: BackboneSpec, asset: ResolvedAsset) -> WhisperE
 
 def build_hf_whisper(spec: BackboneSpec, asset: ResolvedAsset) -> WhisperEncoderBackbone:
     """A transformers Whisper checkpoint (hub id or local folder): only its encoder is kept."""
-    from transformers import WhisperModel
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:

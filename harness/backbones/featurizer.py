@@ -29,4 +29,5 @@ class WeightedLayerSum(nn.Module):
 
 
 def build_featurizer(layer_mix: str, num_states: int) -> nn.Module:
+    """"weighted": a learned mix of every layer (what probes use); anything else: the last layer only."""
     return WeightedLayerSum(num_states) if layer_mix == "weighted" else LastLayer()

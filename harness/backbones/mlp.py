@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,11 +14,6 @@ from harness.backbones.spec import BackboneSpec, Features
 from harness.errors import UsageError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def resolve_random_init(spec: BackboneSpec) -> ResolvedAsset:
-    """There are no weights to find: the MLP starts from the run's seed."""
-    return ResolvedAsset(Path("."), "random-init:v1", "random init")
 
 
 class MLPBackbone(nn.Module):
@@ -34,6 +28,7 @@ class MLPBackbone(nn.Module):
         self.num_hidden_states = 1
 
     def configure(self, inputs: Mapping[str, Any]) -> None:
+        """Build the layers once the task gives the observation size and the protocol the widths."""
         obs_dim = int(inputs["obs_dim"])
         hidden = [int(h) for h in inputs.get("hidden", (64, 64))]
         activation = inputs.get("activation", "tanh")
@@ -60,4 +55,5 @@ class MLPBackbone(nn.Module):
 
 
 def build_mlp(spec: BackboneSpec, asset: ResolvedAsset) -> MLPBackbone:
+    """An unconfigured MLP: its widths come from the task's protocol through `configure`."""
     return MLPBackbone(spec)

@@ -1,14 +1,27 @@
-"""BackboneSpec (metadata, cheap) and the backbone registry. Torch-free at import."""
+"""BackboneSpec (metadata, cheap) and the backbone registry.
+
+Torch- and timm-free at import (`harness list` imports this): adapters are reached through lazy factories,
+and the only backbone module imported here, `timm_models`, imports timm inside its functions.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.assets import PackagedCopy, ResolvedAsset, hub_offline, resolve_hf_model, resolve_local_dir
+from harness.assets import (
+    PackagedCopy,
+    ResolvedAsset,
+    SourceKind,
+    hub_offline,
+    resolve_hf_model,
+    resolve_local_dir,
+)
+from harness.backbones.timm_models import timm_model_exists, timm_version
 from harness.errors import UsageError
 from harness.registry import Registry, origin_of
 
@@ -57,9 +70,11 @@ class BackboneSpec:
             raise UsageError(f"backbone '{self.name}': {exc}") from None
 
     def build(self, asset: ResolvedAsset | None = None) -> Any:
+        """The backbone module, from `asset` (resolved first when not given)."""
         return self.factory(self, asset or self.resolve())
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready metadata `harness list` shows (no callables)."""
         return {
             "name": self.name,
             "modality": self.modality,
@@ -146,8 +161,6 @@ def record_name(ref: str) -> str:
 
 def _timm_backbone(ref: str) -> BackboneSpec:
     """Any timm architecture name (ImageNet weights from the hub when online, else an error)."""
-    from harness.backbones.vision import timm_model_exists
-
     name = ref.removeprefix("timm:")
     if not timm_model_exists(name):
         hint = BACKBONES.suggest(ref)
@@ -163,15 +176,13 @@ def _resolve_timm(spec: BackboneSpec) -> ResolvedAsset:
     if hub_offline():
         raise UsageError(f"backbone '{spec.name}': timm's pretrained weights come from the hub, and "
                          "HF_HUB_OFFLINE=1 is set (offline, use efficientnet-lite0 or efficientnet-lite2)")
-    import timm
-
-    return ResolvedAsset(Path("."), f"timm:{spec.variant}@{timm.__version__}", "hub")
+    return ResolvedAsset(Path("."), f"timm:{spec.variant}@{timm_version()}", "hub", SourceKind.HUB)
 
 
 def _lazy_factory(target: str) -> Callable[..., Any]:
-    def factory(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
-        import importlib
+    """A factory that imports its adapter module ("module:attr") on first build, keeping torch out of import."""
 
+    def factory(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)(spec, asset)
 

@@ -6,11 +6,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from harness.assets import ResolvedAsset
 from harness.backbones.pooling import masked_mean
 from harness.backbones.spec import BackboneSpec, Features
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 
 
 class TextBackbone(nn.Module):
@@ -46,17 +48,14 @@ def _encoder_layers(model: nn.Module, num_layers: int) -> list[nn.Module]:
 
 
 def build_text_backbone(spec: BackboneSpec, asset: ResolvedAsset) -> TextBackbone:
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
+    """Any transformers encoder folder with a fast tokenizer (token tasks align words through it)."""
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(asset.path))
         model = AutoModel.from_pretrained(str(asset.path))
     except (OSError, ValueError, KeyError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"backbone '{spec.name}' at {asset.path} could not be loaded: {reason}") from None
+        raise UsageError(f"backbone '{spec.name}' at {asset.path} could not be loaded: {first_line(exc)}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise UsageError(f"backbone '{spec.name}' has no fast tokenizer (word alignment needs one)")
     return TextBackbone(spec, model, tokenizer)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.audio_tasks import load_clip
 from harness.explain.base import Attribution, Explainer, ExplainSettings, Item, batched_scores, normalised
+from harness.explain.visuals import spectrogram_figure
 
 FRAME_MS = 10  # Whisper's hop: 160 samples at 16 kHz
 MAX_HZ = 8000.0
@@ -51,8 +53,6 @@ class AudioExplainer(Explainer):
         self.centres = mel_centres(backbone.n_mels)
 
     def items(self, model: Any, examples: list[Any]) -> list[Item]:
-        from harness.audio_tasks import load_clip
-
         labels = list(self.task.label_names)
         items = []
         for example in examples:
@@ -136,8 +136,6 @@ class AudioExplainer(Explainer):
                 "groups": groups}
 
     def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
-        from harness.explain.visuals import spectrogram_figure
-
         shown = []
         for i, (item, attribution) in enumerate(list(zip(items, attributions, strict=True))[:self.settings.visuals]):
             name = f"occlusion-{i}.png"

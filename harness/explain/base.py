@@ -3,18 +3,22 @@
 An explainer turns test examples into `Item`s (one explained output each: a predicted class, a predicted
 entity, a chosen action), attributes that output to *units* of the input (words, image cells, time x mel
 blocks, observation dimensions), and scores the model on inputs with some units replaced by a baseline.
-The faithfulness numbers, the randomisation check and the storage are shared (runner.py).
+The faithfulness numbers, the randomisation check and the storage are shared (runner.py); which explainer
+a task gets is methods.py's table, and which examples it explains is sampling.py's seeded draw.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from harness.task import Example
 
 SCORE_BATCH = 64
 
@@ -45,8 +49,7 @@ EXPLAIN_SETTINGS = {
 
 def settings_for(task: Any, protocol: str) -> ExplainSettings:
     """A task may override the defaults with its own `explain_settings` mapping (protocol -> settings)."""
-    own = getattr(task, "explain_settings", None) or {}
-    return own.get(protocol) or EXPLAIN_SETTINGS.get(protocol) or EXPLAIN_SETTINGS["quick"]
+    return task.explain_settings.get(protocol) or EXPLAIN_SETTINGS.get(protocol) or EXPLAIN_SETTINGS["quick"]
 
 
 @dataclass
@@ -86,6 +89,19 @@ class Explainer(ABC):
     def __init__(self, settings: ExplainSettings, device: str = "cpu"):
         self.settings = settings
         self.device = device
+
+    @classmethod
+    def for_task(cls, task: Any, backbone: Any, protocol: Any, settings: ExplainSettings, device: str) -> Explainer:
+        """Build this explainer for one run of `task` (what methods.py's table calls). The supervised families
+        take exactly these arguments; a family that needs others, or picks a variant, overrides this."""
+        return cls(task, backbone, protocol, settings, device)
+
+    def candidates(self, rows: list[Example],
+                   stored_predictions: Callable[[], Iterable[dict[str, Any]]]) -> list[Example]:
+        """The test examples the explained sample may be drawn from (kept in order): all of them, unless the
+        explainer can explain only some. `stored_predictions` reads the run's stored predictions when called,
+        so runs whose explainer does not need them never read them."""
+        return rows
 
     @abstractmethod
     def items(self, model: Any, examples: list[Any]) -> list[Item]:

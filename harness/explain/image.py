@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.explain.base import Attribution, Explainer, ExplainSettings, Item, batched_scores
+from harness.explain.visuals import class_average_figure, heat_overlay_figure
 
 MAP_SIZE = 32  # heat maps are stored at this resolution in explanation.json
 
@@ -140,8 +141,6 @@ class ImageExplainer(Explainer):
         return {"kind": "class_heat_maps", "by": "predicted class", "groups": groups}
 
     def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
-        from harness.explain.visuals import class_average_figure, heat_overlay_figure
-
         shown = []
         for i, (item, attribution) in enumerate(list(zip(items, attributions, strict=True))[:self.settings.visuals]):
             name = f"gradcam-{i}.png"

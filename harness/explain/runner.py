@@ -1,6 +1,6 @@
-"""Explain a stored run: rebuild its trained model from the run record and weights, attribute a fixed,
-seeded sample of test examples (or states), measure faithfulness and the randomisation check, summarise,
-and store it all beside the run.
+"""Explain a stored run: rebuild its trained model from the run record and weights (rebuild.py), let the
+task's explainer (methods.py) attribute a fixed, seeded sample of test examples or states (sampling.py),
+measure faithfulness and the randomisation check, summarise, and store it all beside the run.
 
 Storage: `<run>/explanations/` (explanation.json with every item's attributions and numbers, PNG
 visuals), swapped in whole; then result.json gains an `explanation` block (method, settings, cost,
@@ -16,6 +16,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -27,13 +28,30 @@ import torch
 from harness.errors import NothingToExplain, UsageError
 from harness.explain.base import Explainer, ExplainSettings, settings_for
 from harness.explain.faithfulness import example_faithfulness, rank_correlation, summarise
+from harness.explain.methods import choose_explainer
+from harness.explain.randomise import randomised_policy, randomised_task_model
+from harness.explain.rebuild import rebuild_agent, rebuild_task_model
+from harness.explain.sampling import SAMPLE_SALT, sample_examples, sample_states
 from harness.explain.storage import DOCUMENT, FOLDER
 from harness.explain.summary import highlights
+from harness.metrics import iob2_entities
+from harness.planning import RunPlan, plan_for_record
 from harness.progress import ProgressReporter
-from harness.store import WEIGHTS, RunStore, write_json_atomic
+from harness.store import RunStore, write_json_atomic
 
 log = logging.getLogger("harness")
-SAMPLE_SALT = 0xE4  # the explained sample depends on the run's seed only, never on the global RNG
+
+
+@dataclass
+class Subject:
+    """What one explanation works on: the explainer, the trained model, its randomised copy (the sanity
+    check), the sampled examples or states, and how the copy was randomised (in words, for the record)."""
+
+    explainer: Explainer
+    model: Any
+    randomised: Any
+    examples: list[Any]
+    randomisation: str
 
 
 def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str | None = None,
@@ -44,7 +62,7 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
     if record.get("status") != "complete":
         raise UsageError(f"run {run_id} is not complete (status {record.get('status')}); "
                          "only complete runs are explained")
-    plan = _plan_for(record, data_dir)
+    plan = plan_for_record(record, data_dir)
     settings = settings_for(plan.task, plan.protocol.name)
     stored = record.get("explanation")
     if stored and stored.get("settings") == settings.to_dict() and not force \
@@ -58,11 +76,11 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
         staged.mkdir()
         try:
             with preserved_random_state():  # explaining never disturbs the caller's random state
-                explainer, model, randomised, examples, how = _subject(plan, store, run_id, settings, device)
-                document = _explain(explainer, model, randomised, examples, settings, plan.seed, staged, progress)
+                subject = _subject(plan, store, run_id, settings, device)
+                document = _explain(subject, settings, plan.seed, staged, progress)
             seconds = round(time.perf_counter() - started, 3)
             agreement = _prediction_agreement(store, run_id, document["items"])
-            block = _record_block(run_id, explainer, how, settings, document, agreement, seconds, device)
+            block = _record_block(run_id, subject, settings, document, agreement, seconds, device)
             document |= {"run_id": run_id} | {k: v for k, v in block.items() if k not in ("faithfulness",)}
             write_json_atomic(staged / DOCUMENT, document)
             store.replace_folder(run_id, FOLDER, staged)
@@ -75,15 +93,16 @@ def explain_run(store: RunStore, run_id: str, device: str = "cpu", data_dir: str
     return block
 
 
-def _record_block(run_id: str, explainer: Explainer, how: str, settings: ExplainSettings, document: dict[str, Any],
+def _record_block(run_id: str, subject: Subject, settings: ExplainSettings, document: dict[str, Any],
                   agreement: float | None, seconds: float, device: str) -> dict[str, Any]:
     """The `explanation` block of result.json: method, settings, cost, faithfulness and highlights."""
     if agreement is not None and agreement < 1.0:  # the explained model is not exactly the evaluated one
         log.warning("run %s: the rebuilt model agrees with the stored predictions on only %.0f%% of the explained "
                     "items (nondeterministic kernels, or changed data or weights)", run_id, 100 * agreement)
+    explainer = subject.explainer
     return {
         "method": explainer.method, "unit": explainer.unit, "target": explainer.target,
-        "randomisation": how, "settings": settings.to_dict(), "n_items": len(document["items"]),
+        "randomisation": subject.randomisation, "settings": settings.to_dict(), "n_items": len(document["items"]),
         "faithfulness": document["faithfulness"], "highlights": highlights(document["summary"]),
         "prediction_agreement": agreement, "seconds": seconds, "device": device,
         "captum": metadata.version("captum"), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -107,133 +126,35 @@ def preserved_random_state() -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
-# --- rebuilding the run ---------------------------------------------------------------------------
-def _plan_for(record: dict[str, Any], data_dir: str | None) -> Any:
-    from harness.api import plan_runs
-
-    backbone = record.get("backbone_ref") or record["backbone"]  # a folder-made run names its folder there
-    if backbone.startswith("/") and not Path(backbone).is_dir():
-        raise UsageError(f"run {record['run_id']} was trained from the backbone folder {backbone}, "
-                         "which no longer exists: put the folder back to explain it")
-    plan = plan_runs(record["task"], backbone, record["protocol"], [record["seed"]], record["adapt"],
-                     bool(record["config"].get("deterministic")), data_dir)[0]
-    if plan.config_hash != record["config_hash"]:
-        changed = sorted(k for k in plan.config if plan.config.get(k) != record["config"].get(k))
-        raise UsageError(f"run {record['run_id']} cannot be rebuilt here: its configuration differs in "
-                         f"{', '.join(changed) or 'the config hash'} (another harness version, task version or data)")
-    return plan
-
-
-def _load_state(store: RunStore, run_id: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = store.run_dir(run_id) / WEIGHTS
-    if not path.is_file():
-        raise UsageError(f"run {run_id} has no {WEIGHTS}: its trained model cannot be rebuilt")
-    return load_file(str(path))
-
-
-def _subject(plan: Any, store: RunStore, run_id: str, settings: ExplainSettings,
-             device: str) -> tuple[Explainer, Any, Any, list[Any], str]:
-    """The explainer, the trained model, its randomised copy, and what to explain."""
+# --- what to explain ------------------------------------------------------------------------------
+def _subject(plan: RunPlan, store: RunStore, run_id: str, settings: ExplainSettings, device: str) -> Subject:
+    """The rebuilt run, the explainer its task declares, and the seeded sample to explain."""
     if plan.task.spec.modality == "control":
         return _control_subject(plan, store, run_id, settings, device)
-    from harness.explain.randomise import randomised_task_model
-    from harness.training.model import build_task_model
-
-    backbone = plan.backbone.build(plan.asset)
-    model = build_task_model(plan.task, plan.backbone, backbone, plan.protocol, plan.adaptation)
-    state = _load_state(store, run_id)
-    absent = set(model.trainable_state()) - set(state)  # e.g. batch-norm statistics, stored only since v2 tasks
-    if absent:
-        raise UsageError(f"run {run_id}: its stored weights lack {len(absent)} tensors the trained model had "
-                         f"(e.g. {sorted(absent)[0]}), so it cannot be rebuilt exactly; rerun it with --force")
-    _, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise UsageError(f"run {run_id}: stored weights do not fit the rebuilt model ({len(unexpected)} unexpected)")
-    model.to(device).eval()
-    explainer = _supervised_explainer(plan, backbone, settings, device)
+    backbone, model = rebuild_task_model(plan, store, run_id, device)
+    explainer = choose_explainer(plan.task, backbone, plan.protocol, settings, device)
     randomised, how = randomised_task_model(model)
-    return explainer, model, randomised, _sample(plan, store, run_id, settings), how
+    examples = sample_examples(plan.task, plan.protocol, explainer, lambda: store.read_predictions(run_id),
+                               settings.examples, plan.seed)
+    return Subject(explainer, model, randomised, examples, how)
 
 
-def _supervised_explainer(plan: Any, backbone: Any, settings: ExplainSettings, device: str) -> Explainer:
-    from harness.audio_tasks import AudioClassificationTask
-    from harness.image_tasks import ImageClassificationTask
-    from harness.text_tasks import SequenceClassificationTask, TokenClassificationTask
-
-    task = plan.task
-    if hasattr(task, "build_explainer"):  # a plugin task may bring its own
-        return task.build_explainer(backbone, plan.protocol, settings, device)
-    if isinstance(task, TokenClassificationTask):
-        from harness.explain.text import EntityExplainer
-
-        return EntityExplainer(task, backbone, plan.protocol, settings, device)
-    if isinstance(task, SequenceClassificationTask):
-        from harness.explain.text import SentenceClassificationExplainer
-
-        return SentenceClassificationExplainer(task, backbone, plan.protocol, settings, device)
-    if isinstance(task, ImageClassificationTask):
-        from harness.explain.image import ImageExplainer
-
-        return ImageExplainer(task, backbone, plan.protocol, settings, device)
-    if isinstance(task, AudioClassificationTask):
-        from harness.explain.audio import AudioExplainer
-
-        return AudioExplainer(task, backbone, plan.protocol, settings, device)
-    raise UsageError(f"task '{task.spec.name}' has no explainer (define build_explainer() on the task)")
-
-
-def _sample(plan: Any, store: RunStore, run_id: str, settings: ExplainSettings) -> list[Any]:
-    """A seeded sample of the run's test examples. NER explains predicted entities, so it samples among
-    the sentences where the run predicted at least one (from its stored predictions)."""
-    from harness.metrics import iob2_entities
-    from harness.text_tasks import TokenClassificationTask
-
-    rows = plan.task.load_split("test", plan.protocol.test_limit)
-    rng = np.random.default_rng([plan.seed, SAMPLE_SALT])
-    if isinstance(plan.task, TokenClassificationTask):
-        with_entities = {p["id"] for p in store.read_predictions(run_id) if iob2_entities(p["pred"])}
-        rows = [r for r in rows if r.id in with_entities]
-    chosen = np.sort(rng.choice(len(rows), size=min(settings.examples, len(rows)), replace=False))
-    return [rows[i] for i in chosen]
-
-
-def _control_subject(plan: Any, store: RunStore, run_id: str, settings: ExplainSettings,
-                     device: str) -> tuple[Explainer, Any, Any, list[Any], str]:
-    from harness.api import control_backbone_factory
-    from harness.explain.control import (
-        PixelControlExplainer,
-        PolicyProbs,
-        VectorControlExplainer,
-        collect_states,
-        normaliser,
-    )
-    from harness.explain.randomise import randomised_policy
-    from harness.training.control import build_agent
-
-    model, env = build_agent(plan.task, control_backbone_factory(plan), plan.protocol, plan.seed, device,
-                             frozen=plan.adaptation.mode == "frozen", pretrained=plan.asset.source != "random init")
-    env.close()
-    state = _load_state(store, run_id)
-    policy_state = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
-    model.policy.load_state_dict(policy_state, strict=True)
-    obs_rms = ({"mean": state["obs_rms.mean"].numpy(), "var": state["obs_rms.var"].numpy()}
-               if "obs_rms.mean" in state else None)
-    agent = PolicyProbs(model.policy, plan.protocol.algo).to(device).eval()
-    rng = np.random.default_rng([plan.seed, SAMPLE_SALT])
-    states = collect_states(plan.task, plan.protocol, agent, normaliser(obs_rms), settings.examples, plan.seed, rng)
-    pixels = plan.task.observation_kind() == "pixels"
-    explainer = (PixelControlExplainer if pixels else VectorControlExplainer)(plan.task, settings, device)
+def _control_subject(plan: RunPlan, store: RunStore, run_id: str, settings: ExplainSettings, device: str) -> Subject:
+    """A control run explains states its rebuilt agent meets; its backbone lives inside the agent."""
+    agent, normalise = rebuild_agent(plan, store, run_id, device)
+    states = sample_states(plan.task, plan.protocol, agent, normalise, settings.examples, plan.seed)
+    explainer = choose_explainer(plan.task, None, plan.protocol, settings, device)
     randomised, how = randomised_policy(agent)
-    return explainer, agent, randomised, states, how
+    return Subject(explainer, agent, randomised, states, how)
 
 
 # --- explaining -----------------------------------------------------------------------------------
-def _explain(explainer: Explainer, model: Any, randomised: Any, examples: list[Any], settings: ExplainSettings,
-             seed: int, staged: Path, progress: ProgressReporter) -> dict[str, Any]:
+def _explain(subject: Subject, settings: ExplainSettings, seed: int, staged: Path,
+             progress: ProgressReporter) -> dict[str, Any]:
+    """Attribute every item, score its faithfulness and randomisation check, summarise: the stored document."""
+    explainer, model = subject.explainer, subject.model
     rng = np.random.default_rng([seed, SAMPLE_SALT, 1])
-    items = explainer.items(model, examples)
+    items = explainer.items(model, subject.examples)
     if not items:
         raise NothingToExplain("nothing to explain: the sampled test examples hold no predicted output "
                                "(e.g. the model predicts no entity)")
@@ -246,7 +167,7 @@ def _explain(explainer: Explainer, model: Any, randomised: Any, examples: list[A
 
             numbers = example_faithfulness(attribution.units, score, rng, n_random=settings.random_rankings)
             numbers["randomisation_spearman"] = rank_correlation(attribution.units,
-                                                                 explainer.attribute(randomised, item).units)
+                                                                 explainer.attribute(subject.randomised, item).units)
             if attribution.completeness_gap is not None:
                 numbers["ig_completeness_gap"] = attribution.completeness_gap
             attributions.append(attribution)
@@ -264,8 +185,6 @@ def _prediction_agreement(store: RunStore, run_id: str, rows: list[dict[str, Any
         stored = {p["id"]: p["pred"] for p in store.read_predictions(run_id)}
     except FileNotFoundError:
         return None
-    from harness.metrics import iob2_entities
-
     agree = []
     for row in rows:
         example_id = row["id"].split("#")[0]

@@ -8,6 +8,7 @@ replacement, so the curves and the attributions agree on what "absent" means.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from harness.explain.base import (
     normalised,
 )
 from harness.metrics import iob2_entities
+from harness.task import Example
 
 TOP_WORDS = 8
 
@@ -156,6 +158,13 @@ class EntityExplainer(TextExplainer):
     the entity's predicted tags over its words (first sub-word of each, as the model predicts them)."""
 
     target = "each predicted entity (mean probability of its predicted tags)"
+
+    def candidates(self, rows: list[Example],
+                   stored_predictions: Callable[[], Iterable[dict[str, Any]]]) -> list[Example]:
+        """Only sentences where the run predicted at least one entity (its stored predictions): a sentence
+        without one has nothing to explain."""
+        with_entities = {p["id"] for p in stored_predictions() if iob2_entities(p["pred"])}
+        return [r for r in rows if r.id in with_entities]
 
     def items(self, model: Any, examples: list[Any]) -> list[Item]:
         labels = list(self.task.label_names)

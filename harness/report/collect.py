@@ -51,18 +51,18 @@ def example_statistics(store: RunStore, run_ids: Iterable[str], task: str) -> tu
     """Aligned per-example statistics of several runs of one task (same test examples, same order),
     or None when the task has no per-example decomposition (e.g. RL: episodes differ between runs)."""
     task_cls = _task_class(task)
-    if task_cls is None or not hasattr(task_cls, "example_statistics"):
+    metric = task_cls.spec.primary if task_cls is not None else None
+    if metric is None or metric.per_example is None:
         return None
-    per_run, metric, order = [], "mean", None
+    per_run, order = [], None
     for run_id in run_ids:
         rows = store.read_predictions(run_id)
         by_id = {r["id"]: r for r in rows}
         order = order or sorted(by_id)
         if sorted(by_id) != order:
             raise UsageError(f"run {run_id} was tested on other examples than its peers; not comparable")
-        stats, metric = task_cls.example_statistics([by_id[i]["pred"] for i in order], [by_id[i]["ref"] for i in order])
-        per_run.append(np.asarray(stats, dtype=float))
-    return per_run, metric
+        per_run.append(metric.example_statistics([by_id[i]["pred"] for i in order], [by_id[i]["ref"] for i in order]))
+    return per_run, metric.reducer
 
 
 def _task_class(task: str) -> Any:

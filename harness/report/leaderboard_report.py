@@ -17,8 +17,9 @@ import pandas as pd
 
 import harness
 from harness import stats
+from harness.backbones.spec import BACKBONES
 from harness.errors import UsageError
-from harness.leaderboard import Leaderboard
+from harness.leaderboard import Leaderboard, ModelSelection
 from harness.report.collect import example_statistics, model_label, runs_table
 from harness.report.explanations import explanation_sections
 from harness.store import RunStore
@@ -161,8 +162,6 @@ def _normalised(means: np.ndarray, higher_is_better: list[bool]) -> list[float |
 
 
 def _params(backbone: str) -> int | None:
-    from harness.backbones.spec import BACKBONES
-
     try:
         return BACKBONES.get(backbone).params
     except UsageError:
@@ -176,8 +175,6 @@ def _mean(column: pd.Series) -> float | None:
 
 def _board_from_runs(runs: pd.DataFrame, protocol: str | None) -> Leaderboard:
     """An ad-hoc leaderboard over every complete run of one protocol in a runs directory."""
-    from harness.leaderboard import Model
-
     if runs.empty:
         raise UsageError("no complete runs to report on")
     protocols = sorted(set(runs["protocol"]))
@@ -192,6 +189,6 @@ def _board_from_runs(runs: pd.DataFrame, protocol: str | None) -> Leaderboard:
     tasks = tuple(dict.fromkeys(runs["task"]))
     models = []
     for (backbone, adapt), group in runs.groupby(["backbone", "adapt"], sort=False):
-        models.append(Model(backbone, adapt, tuple(dict.fromkeys(group["task"]))))
+        models.append(ModelSelection(backbone, adapt, tuple(dict.fromkeys(group["task"]))))
     return Leaderboard(name=f"runs-{protocol}", description=f"all complete {protocol} runs", protocol=protocol,
                        seeds=tuple(sorted({int(s) for s in runs["seed"]})), tasks=tasks, models=tuple(models))

@@ -50,20 +50,8 @@ def rank_plot(report: dict[str, Any]) -> str | None:
     rows = [r for r in report["aggregate"] if r["mean_rank"] is not None]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(rows)))
-    y = range(len(rows))
-    ax.errorbar([r["mean_rank"] for r in rows], list(y), fmt="o", capsize=3,
-                xerr=[[r["mean_rank"] - r["rank_low"] for r in rows], [r["rank_high"] - r["mean_rank"] for r in rows]])
-    ax.set_yticks(list(y), [r["model"] for r in rows], fontsize=7)
-    ax.set_xlabel("mean rank within its group (1 = best), 95% interval", fontsize=8)
-    ax.invert_yaxis()
-    fig.tight_layout()
-    return _svg(fig)
+    return _interval_dots([(r["model"], r["mean_rank"], r["rank_low"], r["rank_high"]) for r in rows],
+                          "mean rank within its group (1 = best), 95% interval", width=5, row_height=0.4)
 
 
 def differences_plot(comparison: dict[str, Any]) -> str | None:
@@ -71,18 +59,28 @@ def differences_plot(comparison: dict[str, Any]) -> str | None:
     rows = comparison["rows"]
     if not rows:
         return None
+    return _interval_dots([(f"{r['task']} s{r['seed']}: {r['a']} - {r['b']}", r["difference"], r["low"], r["high"])
+                           for r in rows],
+                          "difference of the primary metric (A - B), 95% paired bootstrap interval", width=6,
+                          row_height=0.35, zero_line=True)
+
+
+def _interval_dots(rows: list[tuple[str, float, float, float]], xlabel: str, width: float, row_height: float,
+                   zero_line: bool = False) -> str:
+    """One labelled dot per row with its interval as error bars: (label, estimate, low, high)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * len(rows)))
+    fig, ax = plt.subplots(figsize=(width, 0.5 + 0.1 * zero_line + row_height * len(rows)))
     y = range(len(rows))
-    ax.errorbar([r["difference"] for r in rows], list(y), fmt="o", capsize=3,
-                xerr=[[r["difference"] - r["low"] for r in rows], [r["high"] - r["difference"] for r in rows]])
-    ax.axvline(0, color="#718096", linewidth=1)
-    ax.set_yticks(list(y), [f"{r['task']} s{r['seed']}: {r['a']} - {r['b']}" for r in rows], fontsize=7)
-    ax.set_xlabel("difference of the primary metric (A - B), 95% paired bootstrap interval", fontsize=8)
+    ax.errorbar([r[1] for r in rows], list(y), fmt="o", capsize=3,
+                xerr=[[r[1] - r[2] for r in rows], [r[3] - r[1] for r in rows]])
+    if zero_line:
+        ax.axvline(0, color="#718096", linewidth=1)
+    ax.set_yticks(list(y), [r[0] for r in rows], fontsize=7)
+    ax.set_xlabel(xlabel, fontsize=8)
     ax.invert_yaxis()
     fig.tight_layout()
     return _svg(fig)

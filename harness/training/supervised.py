@@ -16,12 +16,15 @@ from functools import partial
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader
+from transformers import get_linear_schedule_with_warmup
 
 from harness.errors import RunFailed
 from harness.progress import ProgressReporter
 from harness.protocol import TrainingProtocol
-from harness.task import Example
+from harness.task import Example, SupervisedTask
 from harness.training.feature_cache import FeatureCache, pooled_layer_features
 from harness.training.model import TaskModel
 from harness.training.seeding import seed_everything
@@ -50,16 +53,12 @@ class TrainResult:
     n_dev: int = 0
 
 
-def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
+def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
                        progress: ProgressReporter, deterministic: bool = False,
                        feature_cache: FeatureCache | None = None) -> TrainResult:
     """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
     head pools (classification), features are computed once per split (through `feature_cache` when
     given) and the loop trains the head on them; the numbers are the same either way."""
-    from accelerate import Accelerator
-    from accelerate.utils import send_to_device
-    from transformers import get_linear_schedule_with_warmup
-
     generator = seed_everything(seed, deterministic)
     splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
     log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
@@ -74,40 +73,22 @@ def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, 
     total_steps = max(1, protocol.epochs * len(train_loader))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    loop = _Loop(task, model, optimizer, scheduler, accelerator, protocol, progress)
     primary = task.spec.primary
 
     best_value, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, float]] = []
     train_seconds = 0.0
     for epoch in range(1, protocol.epochs + 1):
-        model.train()
         started = time.perf_counter()
-        running, seen = 0.0, 0
-        with progress.phase(f"epoch {epoch}/{protocol.epochs}", len(train_loader)) as update:
-            for step, batch in enumerate(train_loader, 1):
-                batch = send_to_device(batch, accelerator.device)
-                with accelerator.autocast():
-                    out = task.step(model, batch)
-                if not torch.isfinite(out.loss.detach()):
-                    raise RunFailed(f"loss became {out.loss.item()} at epoch {epoch} step {step}; "
-                                    "the run is stopped (try a lower learning rate)")
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(out.loss)
-                if protocol.grad_clip:
-                    accelerator.clip_grad_norm_(trainable, protocol.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                running += out.loss.item() * len(out.refs)
-                seen += len(out.refs)
-                update(loss=running / max(seen, 1))
+        train_loss = loop.epoch(train_loader, epoch)
         train_seconds += time.perf_counter() - started
         dev_result = evaluate(task, model, splits["dev"], protocol, accelerator, progress, f"dev {epoch}",
                               collates["dev"])
         value = dev_result.metrics[primary.name] * (1 if primary.higher_is_better else -1)
-        history.append({"epoch": epoch, "train_loss": running / max(seen, 1), "dev_loss": dev_result.loss,
+        history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_result.loss,
                         **{f"dev_{k}": v for k, v in dev_result.metrics.items()}})
-        log.info("epoch %d: train loss %.4f, dev %s %.4f", epoch, running / max(seen, 1), primary.name,
+        log.info("epoch %d: train loss %.4f, dev %s %.4f", epoch, train_loss, primary.name,
                  dev_result.metrics[primary.name])
         if value > best_value:  # ties keep the earlier epoch
             best_value, best_epoch = value, epoch
@@ -118,23 +99,60 @@ def train_and_evaluate(task: Any, model: TaskModel, protocol: TrainingProtocol, 
         unwrapped.load_state_dict(best_state, strict=False)
     log.info("testing the checkpoint of epoch %d (best dev %s)", best_epoch, primary.name)
     test_result = evaluate(task, model, splits["test"], protocol, accelerator, progress, "test", collates["test"])
-    n_train, n_test = len(splits["train"]), len(splits["test"])
-    timing |= {
-        "train_s": round(train_seconds, 3),
-        "eval_s": round(test_result.seconds, 3),
-        "train_examples_per_s": round(n_train * protocol.epochs / max(train_seconds, 1e-9), 2),
-        "eval_examples_per_s": round(n_test / max(test_result.seconds, 1e-9), 2),
-        "peak_mem_mb": _peak_memory_mb(device),
-    }
+    timing |= _timing(len(splits["train"]) * protocol.epochs, train_seconds, test_result, device)
     return TrainResult(test=test_result, best_epoch=best_epoch, dev_history=history, timing=timing,
-                       trainable_state=unwrapped.trainable_state(), n_train=n_train, n_dev=len(splits["dev"]))
+                       trainable_state=unwrapped.trainable_state(), n_train=len(splits["train"]),
+                       n_dev=len(splits["dev"]))
 
 
-def _collates(task: Any, model: TaskModel, protocol: TrainingProtocol, splits: dict[str, list[Example]],
+class _Loop:
+    """One epoch of optimisation: forward under autocast, a finite-loss guard, backward, clip, step."""
+
+    def __init__(self, task: SupervisedTask, model: Any, optimizer: Any, scheduler: Any, accelerator: Any,
+                 protocol: TrainingProtocol, progress: ProgressReporter):
+        self.task, self.model, self.optimizer, self.scheduler = task, model, optimizer, scheduler
+        self.accelerator, self.protocol, self.progress = accelerator, protocol, progress
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def epoch(self, loader: DataLoader, epoch: int) -> float:
+        """Train one pass over `loader`; returns the mean training loss per example."""
+        self.model.train()
+        running, seen = 0.0, 0
+        with self.progress.phase(f"epoch {epoch}/{self.protocol.epochs}", len(loader)) as update:
+            for step, batch in enumerate(loader, 1):
+                batch = send_to_device(batch, self.accelerator.device)
+                with self.accelerator.autocast():
+                    out = self.task.step(self.model, batch)
+                if not torch.isfinite(out.loss.detach()):
+                    raise RunFailed(f"loss became {out.loss.item()} at epoch {epoch} step {step}; "
+                                    "the run is stopped (try a lower learning rate)")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.accelerator.backward(out.loss)
+                if self.protocol.grad_clip:
+                    self.accelerator.clip_grad_norm_(self.trainable, self.protocol.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                running += out.loss.item() * len(out.refs)
+                seen += len(out.refs)
+                update(loss=running / max(seen, 1))
+        return running / max(seen, 1)
+
+
+def _timing(train_examples: int, train_seconds: float, test: EvalResult, device: str) -> dict[str, Any]:
+    return {
+        "train_s": round(train_seconds, 3),
+        "eval_s": round(test.seconds, 3),
+        "train_examples_per_s": round(train_examples / max(train_seconds, 1e-9), 2),
+        "eval_examples_per_s": round(len(test.ids) / max(test.seconds, 1e-9), 2),
+        "peak_mem_mb": peak_memory_mb(device),
+    }
+
+
+def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, splits: dict[str, list[Example]],
               accelerator: Any, progress: ProgressReporter, feature_cache: FeatureCache | None,
               timing: dict[str, Any]) -> dict[str, Callable]:
     """How each split's rows become batches: raw inputs, or precomputed pooled frozen features."""
-    if not (model.adaptation.mode == "frozen" and getattr(task, "pooled_features", False)):
+    if not (model.adaptation.mode == "frozen" and task.pooled_features):
         return {name: partial(task.collate, backbone=model.backbone, protocol=protocol, train=name == "train")
                 for name in splits}
     model.backbone.to(accelerator.device)
@@ -155,14 +173,12 @@ def _collates(task: Any, model: TaskModel, protocol: TrainingProtocol, splits: d
     return collates
 
 
-def _collate_pooled(task: Any, features: dict[str, torch.Tensor], rows: list[Example]) -> dict[str, Any]:
+def _collate_pooled(task: SupervisedTask, features: dict[str, torch.Tensor], rows: list[Example]) -> dict[str, Any]:
     return task.collate_targets(rows) | {"inputs": {"pooled_layers": torch.stack([features[r.id] for r in rows])}}
 
 
-def evaluate(task: Any, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
+def evaluate(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
              accelerator: Any, progress: ProgressReporter, label: str, collate: Callable) -> EvalResult:
-    from accelerate.utils import send_to_device
-
     loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False, collate_fn=collate)
     model.eval()
     ids: list[str] = []
@@ -201,7 +217,7 @@ def _param_groups(model: TaskModel, protocol: TrainingProtocol) -> list[dict[str
     ]
 
 
-def _peak_memory_mb(device: str) -> float:
+def peak_memory_mb(device: str) -> float:
     if device == "cuda" and torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB; process RSS

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from harness.assets import PackagedCopy
 from harness.backbones import register_backbone
-from harness.protocol import TrainingProtocol
+from harness.protocol import TrainingProtocol, protocol_table
 from harness.splits import hash_split
-from harness.task import Example, MetricSpec, TaskSpec, register_task
+from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import SequenceClassificationTask
 
 _TEXTS = {
@@ -22,15 +22,12 @@ _TEXTS = {
 @register_task
 class DemoTopics(SequenceClassificationTask):
     spec: ClassVar[TaskSpec] = TaskSpec(
-        name="demo-topics", modality="text", kind="sequence-classification",
-        metrics=(MetricSpec("accuracy"), MetricSpec("macro_f1")), default_backbone="minilm", version="1",
+        name="demo-topics", default_backbone="minilm", version="1",
         description="two-topic toy task from a plugin", license="CC0", data_sources=("inline",),
     )
     label_names: ClassVar[tuple[str, ...]] = ("food", "sport")
-    protocols: ClassVar[dict[str, TrainingProtocol]] = {
-        name: TrainingProtocol(name, epochs=2, batch_size=4, lr=1e-4, inputs={"max_length": 16})
-        for name in ("smoke", "quick", "standard")
-    }
+    protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(**dict.fromkeys(
+        ("smoke", "quick", "standard"), TrainingProtocol(epochs=2, batch_size=4, lr=1e-4, inputs={"max_length": 16})))
 
     def data_fingerprint(self) -> str:
         return "inline-v1"

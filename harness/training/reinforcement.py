@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.control import ControlProtocol
+from harness.control_tasks import ControlProtocol
 from harness.progress import ProgressReporter
-from harness.training.supervised import EvalResult, TrainResult, _peak_memory_mb
+from harness.training.supervised import EvalResult, TrainResult, peak_memory_mb
 
 log = logging.getLogger("harness")
 EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
@@ -133,7 +133,7 @@ def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module]
         "eval_s": round(test.seconds, 3),
         "train_examples_per_s": round(protocol.total_timesteps / max(train_seconds, 1e-9), 2),  # env steps/s
         "eval_examples_per_s": round(len(test.ids) / max(test.seconds, 1e-9), 2),  # episodes/s
-        "peak_mem_mb": _peak_memory_mb(device),
+        "peak_mem_mb": peak_memory_mb(device),
     }
     state = {f"policy.{k}": v.detach().cpu().clone() for k, v in model.policy.state_dict().items()}
     if protocol.normalize_obs:  # the observation statistics are part of the trained agent

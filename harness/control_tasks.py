@@ -10,21 +10,16 @@ Torch-free at import.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from harness.errors import UsageError
-from harness.task import MetricSpec, TaskSpec
+from harness.metrics import CONTROL_METRICS, MetricSpec
+from harness.task import Modality, Task, TaskSpec
 
 ALGORITHMS = ("ppo", "dqn")
-
-CONTROL_METRICS = (
-    MetricSpec("iqm_return", description="interquartile mean of the evaluation episodes' returns"),
-    MetricSpec("mean_return", description="mean evaluation return"),
-    MetricSpec("iqm_return_low", description="95% bootstrap interval of the IQM, lower end"),
-    MetricSpec("iqm_return_high", description="95% bootstrap interval of the IQM, upper end"),
-)
+__all__ = ["ALGORITHMS", "CONTROL_METRICS", "ControlProtocol", "ControlTask"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +28,8 @@ class ControlProtocol:
     value ["linear", x] becomes a schedule decaying linearly from x to 0 (RL-Zoo's `lin_x`).
     `backbone` carries backbone settings: MLP widths and activation, or image size and frame stack."""
 
-    name: str
+    name: str = ""  # set by protocol_table
+    _: KW_ONLY
     algo: str
     total_timesteps: int
     n_envs: int = 1
@@ -55,16 +51,18 @@ class ControlProtocol:
         return d | {"hyperparams": dict(self.hyperparams), "backbone": dict(self.backbone)}
 
 
-class ControlTask:
-    """Base for RL tasks. Subclasses set `spec` (modality "control"), `protocols`, `env_id`, and may
-    override `make_env` (wrappers: rendering, frame stacking)."""
+class ControlTask(Task):
+    """Base for RL tasks. Subclasses set `spec`, `protocols`, `env_id`, and may override `make_env`
+    (wrappers: rendering, frame stacking) and `observation_kind`."""
 
     spec: ClassVar[TaskSpec]
     protocols: ClassVar[Mapping[str, ControlProtocol]]
+    modality: ClassVar[Modality] = "control"
+    kind: ClassVar[str] = "control"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = CONTROL_METRICS
+    explainer: ClassVar[str] = "policy"
     env_id: ClassVar[str]
     env_kwargs: ClassVar[Mapping[str, Any]] = MappingProxyType({})
-    accepts_data_dir: ClassVar[bool] = False
-    pooled_features: ClassVar[bool] = False
     # Names for explanations and reports (optional): one per observation dimension, one per discrete action.
     observation_names: ClassVar[tuple[str, ...]] = ()
     action_names: ClassVar[tuple[str, ...]] = ()
@@ -72,10 +70,7 @@ class ControlTask:
     def __init__(self, data_dir: str | None = None) -> None:
         if data_dir is not None:
             raise UsageError(f"task '{self.spec.name}' takes no --data-dir (it is a simulated environment)")
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return ()
+        super().__init__(data_dir)
 
     def make_env(self, protocol: ControlProtocol | None = None, render: bool = False) -> Any:
         """One environment; `protocol` carries observation settings (image size, frame stack)."""
@@ -91,5 +86,6 @@ class ControlTask:
         return f"gymnasium=={metadata.version('gymnasium')}:{self.env_id}"
 
     def observation_kind(self) -> str:
+        """"vector" (the observation is a flat array) or "pixels" (stacked rendered frames)."""
         return "vector"
 

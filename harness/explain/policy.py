@@ -2,7 +2,7 @@
 
 The explained output is the probability of the action the trained agent takes: PPO's action distribution,
 or for DQN the softmax of the Q-values (a Boltzmann reading of the greedy choice). States come from
-evaluation episodes seeded apart from training and from the run's own evaluation.
+evaluation episodes seeded apart from training and from the run's own evaluation (sampling.py).
 
 - vector observations: integrated gradients (captum) over the observation dimensions, in the network's
   input space (after the run's observation normalisation, if any), baseline 0 (the normalised mean, or
@@ -30,9 +30,8 @@ from harness.explain.base import (
     completeness_gap,
     normalised,
 )
-
-EXPLAIN_SEED_OFFSET = 2_000_003  # explanation episodes share no seed with training or evaluation
-MAX_EPISODES = 10
+from harness.explain.image import cell_masks
+from harness.explain.visuals import dimension_bars_figure, heat_overlay_figure
 
 
 class PolicyProbs(nn.Module):
@@ -49,50 +48,26 @@ class PolicyProbs(nn.Module):
         return self.policy.get_distribution(observations).distribution.probs.float()
 
 
-def normaliser(obs_rms: dict[str, np.ndarray] | None) -> Any:
-    """SB3 VecNormalize's observation transform (epsilon 1e-8, clip 10), from the run's stored statistics."""
-    if obs_rms is None:
-        return lambda obs: obs.astype(np.float32)
-    mean, var = obs_rms["mean"], obs_rms["var"]
-    return lambda obs: np.clip((obs - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
+class ControlExplainer(Explainer):
+    """What the two control explainers share: states in, the chosen action explained. The table in methods.py
+    names this family; `for_task` picks the variant the task's observations need."""
 
-
-def collect_states(task: Any, protocol: Any, agent: PolicyProbs, normalise: Any, count: int, seed: int,
-                   rng: np.random.Generator) -> list[np.ndarray]:
-    """Up to `count` states met by the deterministic policy, spread evenly over up to 10 seeded episodes."""
-    env = task.make_env(protocol)
-    device = next(agent.parameters()).device
-    episodes: list[list[np.ndarray]] = []
-    try:
-        for episode in range(MAX_EPISODES):
-            obs, _ = env.reset(seed=EXPLAIN_SEED_OFFSET + 1000 * seed + episode)
-            states, done = [], False
-            while not done:
-                model_obs = normalise(np.asarray(obs)[None])
-                states.append(model_obs[0])
-                with torch.no_grad():
-                    action = int(agent(torch.as_tensor(model_obs, device=device)).argmax(-1)[0])
-                obs, _, terminated, truncated, _ = env.step(action)
-                done = terminated or truncated
-            episodes.append(states)
-            if sum(len(e) for e in episodes) >= 4 * count and len(episodes) >= 2:
-                break
-    finally:
-        env.close()
-    pool = [s for e in episodes for s in e]
-    chosen = np.sort(rng.choice(len(pool), size=min(count, len(pool)), replace=False))
-    return [pool[i] for i in chosen]
-
-
-class _ControlExplainer(Explainer):
     target = "the chosen action (its probability; DQN: softmax of the Q-values)"
 
     def __init__(self, task: Any, settings: ExplainSettings, device: str = "cpu"):
         super().__init__(settings, device)
         self.task = task
 
+    @classmethod
+    def for_task(cls, task: Any, backbone: Any, protocol: Any, settings: ExplainSettings,
+                 device: str) -> Explainer:
+        """Occlusion for pixel observations, integrated gradients for vector ones (the backbone lives in the
+        agent, so none is needed here)."""
+        variant = PixelControlExplainer if task.observation_kind() == "pixels" else VectorControlExplainer
+        return variant(task, settings, device)
+
     def action_name(self, action: int) -> str:
-        names = getattr(self.task, "action_names", ())
+        names = self.task.action_names
         return names[action] if action < len(names) else f"action {action}"
 
     def items(self, model: Any, examples: list[Any]) -> list[Item]:
@@ -109,12 +84,12 @@ class _ControlExplainer(Explainer):
         raise NotImplementedError
 
 
-class VectorControlExplainer(_ControlExplainer):
+class VectorControlExplainer(ControlExplainer):
     method = "integrated gradients over the observation dimensions (captum IntegratedGradients), baseline 0"
     unit = "observation dimension"
 
     def unit_names(self, obs: torch.Tensor) -> list[str]:
-        names = list(getattr(self.task, "observation_names", ()))
+        names = self.task.observation_names
         return [names[i] if i < len(names) else f"obs[{i}]" for i in range(obs.shape[-1])]
 
     def attribute(self, model: Any, item: Item) -> Attribution:
@@ -151,15 +126,13 @@ class VectorControlExplainer(_ControlExplainer):
         return {"kind": "observation_dimensions", "by": "chosen action", "groups": groups}
 
     def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
-        from harness.explain.visuals import dimension_bars_figure
-
         summary = self.summarise(items, attributions)
         dimension_bars_figure(summary["groups"], out / "dimensions.png")
         return [{"kind": "image", "file": "dimensions.png", "id": "", "label": "per action",
                  "caption": "mean share of the attribution per observation dimension, per chosen action"}]
 
 
-class PixelControlExplainer(_ControlExplainer):
+class PixelControlExplainer(ControlExplainer):
     method = "occlusion of grid cells of each stacked frame by its background colour (captum FeatureAblation)"
 
     def __init__(self, task: Any, settings: ExplainSettings, device: str = "cpu"):
@@ -176,8 +149,6 @@ class PixelControlExplainer(_ControlExplainer):
 
     def _masks(self, obs: torch.Tensor) -> torch.Tensor:
         """[units, frames, H, W] masks of the occlusion windows, in captum's order (frame-major)."""
-        from harness.explain.image import cell_masks
-
         frames, height, width = obs.shape[1:4]
         cells = cell_masks(height, width, self.settings.grid).to(obs.device)
         masks = torch.zeros(frames * cells.shape[0], frames, height, width, device=obs.device)
@@ -225,8 +196,6 @@ class PixelControlExplainer(_ControlExplainer):
         return {"kind": "frame_cells", "by": "chosen action", "groups": groups}
 
     def visuals(self, items: list[Item], attributions: list[Attribution], out: Path) -> list[dict[str, Any]]:
-        from harness.explain.visuals import heat_overlay_figure
-
         shown = []
         for i, (item, attribution) in enumerate(list(zip(items, attributions, strict=True))[:self.settings.visuals]):
             frame = item.inputs[0, -1].cpu().numpy() / 255.0  # the newest frame
