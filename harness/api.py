@@ -11,6 +11,7 @@ need them, so `import harness.api` (and `harness list`) stays light: see docs/ar
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 from collections.abc import Sequence
@@ -19,13 +20,15 @@ from typing import Any
 
 from harness import __version__
 from harness.backbones.spec import BACKBONES
-from harness.errors import HarnessError, UsageError
+from harness.errors import HarnessError, RunFailed, UsageError
 from harness.leaderboard import Leaderboard, available, load_leaderboard
 from harness.planning import plan_runs
 from harness.progress import ProgressReporter
 from harness.protocol import PROTOCOL_NAMES
 from harness.store import RunStore, record_modality
 from harness.task import TASKS
+
+log = logging.getLogger("harness")
 
 __all__ = [
     "HarnessError",
@@ -92,34 +95,86 @@ def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
 
 
 # --- running ----------------------------------------------------------------------------------
-def run(task: str, backbone: str | None = None, protocol: str | None = None, seeds: Sequence[int] = (0,),
+def run(task: str, backbone: str | None = None, protocol: str | Any = None, seeds: Sequence[int] = (0,),
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
         force: bool = False, deterministic: bool = False, progress: bool = True,
-        data_dir: str | None = None, explain: bool = False) -> list[Any]:
+        data_dir: str | None = None, explain: bool = False, devices: int = 1) -> list[Any]:
     """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force.
-    With explain, each complete run is then explained (a stored explanation with the same settings is kept).
-    Returns `harness.execution.RunOutcome`s (record, reused)."""
+    `protocol`: a name, or a protocol derived from one (see `plan_runs`). With explain, each complete run is
+    then explained (a stored explanation with the same settings is kept).
+    With devices > 1 each run trains data-parallel (DDP) on that many devices, in processes started here;
+    under torchrun or accelerate launch, in the launcher's processes. The protocol's batch size stays the
+    global batch (from a script, call it under `if __name__ == "__main__":`: the processes are spawned).
+    Returns `harness.execution.RunOutcome`s (record, reused); [] on a launched process other than rank 0,
+    where nothing is recorded."""
     from harness.execution import explain_outcomes, run_plans
+    from harness.training import distributed
     from harness.training.train import resolve_device
 
     chosen = resolve_device(device)
     plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic, data_dir)
-    store, reporter = _store(runs_dir), ProgressReporter(progress)
-    outcomes = run_plans(plans, store, chosen, reporter, force)
+    processes = distributed.check_devices(plans, devices, chosen)
+    store, reporter = _store(runs_dir), ProgressReporter(progress and distributed.is_main_process())
+    if processes > 1 and not distributed.launched():
+        outcomes = _run_on_devices(plans, store, processes, force, {
+            "task": task, "backbone": backbone, "protocol": protocol, "adapt": adapt, "device": chosen,
+            "deterministic": deterministic, "progress": progress, "data_dir": data_dir})
+    else:
+        if distributed.launched():
+            distributed.join(chosen)
+        outcomes = run_plans(plans, store, chosen, reporter, force)
+        if not distributed.is_main_process():
+            return []
     if explain:
         explain_outcomes(outcomes, store, chosen, data_dir, reporter)
     return outcomes
 
 
-def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None = None, device: str = "auto",
-                    progress: bool = True, explain: bool = False) -> dict[str, Any]:
-    """Run every missing cell of a leaderboard; returns {"board", "cells", "ran", "reused", "failed"}."""
-    from harness.execution import run_leaderboard as run_board
-    from harness.training.train import resolve_device
+def _run_on_devices(plans: Sequence[Any], store: RunStore, processes: int, force: bool,
+                    arguments: dict[str, Any]) -> list[Any]:
+    """Train the plans that are not complete in `processes` processes started here (each joins as one rank
+    and calls `run`), then read their records back from the store."""
+    from harness.execution import RunOutcome
+    from harness.training.distributed import launch
 
+    stored = {p.run_id: None if force else store.find_complete(p.run_id, p.config_hash) for p in plans}
+    todo = [p.seed for p in plans if stored[p.run_id] is None]
+    for plan in plans:
+        if stored[plan.run_id] is not None:
+            log.info("run %s is already complete: using the stored result (--force reruns it)", plan.run_id)
+    if todo:
+        launch(run, arguments | {"seeds": todo, "runs_dir": str(store.root), "force": force, "explain": False,
+                                 "devices": processes}, processes)
+    outcomes = []
+    for plan in plans:
+        record = store.find_complete(plan.run_id, plan.config_hash)
+        if record is None:
+            raise RunFailed(f"run {plan.run_id} did not complete on {processes} devices")
+        outcomes.append(RunOutcome(record, reused=stored[plan.run_id] is not None))
+    return outcomes
+
+
+def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None = None, device: str = "auto",
+                    progress: bool = True, explain: bool = False, executor: str = "local",
+                    address: str | None = None, gpus_per_run: float | None = None,
+                    cpus_per_run: float | None = None, max_parallel: int | None = None,
+                    max_retries: int | None = None) -> dict[str, Any]:
+    """Run every missing cell of a leaderboard, here one after another (executor "local") or as Ray tasks
+    (executor "ray": on a Ray instance started here, or on the cluster at `address`; the settings after it
+    are Ray's only). Returns {"board", "cells", "executor", "ran", "reused", "running_elsewhere", "failed",
+    "per_cell"}: run ids, failed cells as (task, model, seed, error), and one dict per cell as it finished."""
+    from harness.executors.choose import make_executor
+
+    chosen = make_executor(executor, device, address, gpus_per_run, cpus_per_run, max_parallel, max_retries)
+    from harness.execution import run_leaderboard as run_board  # torch: after the settings are checked
     board = leaderboard if isinstance(leaderboard, Leaderboard) else load_leaderboard(leaderboard)
-    summary = run_board(board, _store(runs_dir), resolve_device(device), ProgressReporter(progress), explain)
-    return {"board": board.name, "cells": len(board.cells())} | summary.to_dict()
+    summary = run_board(board, _store(runs_dir), chosen, ProgressReporter(progress), explain)
+    per_cell = [{"task": r.job.cell.task, "model": r.job.cell.model.label, "seed": r.job.cell.seed,
+                 "run_id": r.job.plan.run_id if r.job.plan else None, "status": r.status,
+                 "primary": (r.record or {}).get("primary"), "seconds": r.seconds, "where": r.where,
+                 "error": r.error, "overhead": r.overhead} for r in summary.results]
+    return {"board": board.name, "cells": len(board.cells()), "executor": executor} | summary.to_dict() \
+        | {"per_cell": per_cell}
 
 
 def seed_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

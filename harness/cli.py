@@ -40,6 +40,16 @@ def _seed_list(text: str) -> list[int]:
     return [_seed(p) for p in parts]
 
 
+def _devices(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid --devices '{text}': expected a positive integer")
+    return value
+
+
 RUNS_DIR_HELP = "where runs are stored (default ./runs or $HARNESS_RUNS_DIR)"
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -81,11 +91,48 @@ def _add_run(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_run.add_argument("--adapt", help="frozen | full | partial:N (default: the task's, usually full)")
     p_run.add_argument("--data-dir", help="where the task's data is, for tasks whose data is not packaged")
     p_run.add_argument("--device", default="auto", choices=DEVICES)
+    p_run.add_argument("--devices", type=_devices, default=1, metavar="N",
+                       help="train each run data-parallel (DDP) on N devices: N GPUs with --device cuda, N CPU "
+                            "processes with --device cpu (default 1); the protocol's batch size stays the global "
+                            "batch. Under torchrun or accelerate launch, leave it out")
     p_run.add_argument("--force", action="store_true", help="rerun even if an identical complete run exists")
     p_run.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
     p_run.add_argument("--explain", action="store_true",
                        help="then explain each run: attributions, faithfulness, summaries (see 'harness explain')")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_executor(p_run)
+
+
+EXECUTOR_FLAGS = ("executor", "address", "gpus_per_run", "cpus_per_run", "max_parallel", "max_retries")
+
+
+def _number(kind: type, low: float, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"invalid value '{text}': expected {what}")
+        return value
+
+    return parse
+
+
+def _add_executor(p_run: argparse.ArgumentParser) -> None:
+    group = p_run.add_argument_group("where a leaderboard's cells run (with --leaderboard)")
+    group.add_argument("--executor", choices=("local", "ray"),
+                       help="local: one cell at a time in this process (default); ray: each cell a Ray task, on "
+                            "this machine's GPUs or a Ray cluster's (needs harness[ray])")
+    group.add_argument("--address", help="Ray: join this cluster (auto, or HEAD_IP:6379); default: start Ray here")
+    group.add_argument("--gpus-per-run", type=_number(float, 0, "a number of GPUs, at least 0"), metavar="G",
+                       help="Ray: GPUs per cell (default 1 when the cluster has GPUs, else 0; 0.5 shares a GPU)")
+    group.add_argument("--cpus-per-run", type=_number(float, 1e-9, "a positive number of CPUs"), metavar="C",
+                       help="Ray: CPU cores per cell (default 1)")
+    group.add_argument("--max-parallel", type=_number(int, 1, "a positive integer"), metavar="K",
+                       help="Ray: at most K cells in flight (default: as many as the cluster's resources fit)")
+    group.add_argument("--max-retries", type=_number(int, 0, "a non-negative integer"), metavar="R",
+                       help="Ray: retries of a cell whose worker died (killed, out of memory, node lost; default 2)")
 
 
 def _add_explain(sub: Any, stored: argparse.ArgumentParser) -> None:
@@ -187,12 +234,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.quiet:  # only the terminal goes quiet: the run's own run.log keeps every line
         for handler in log.handlers:
             handler.setLevel(logging.WARNING)
+    if args.leaderboard and args.devices != 1:
+        raise api.UsageError("--devices trains one --task run over several devices; it does not apply to --leaderboard")
     if args.leaderboard:
         return _run_leaderboard(args)
+    executor_flags = [f"--{n.replace('_', '-')}" for n in EXECUTOR_FLAGS if getattr(args, n) is not None]
+    if executor_flags:
+        raise api.UsageError(f"{', '.join(executor_flags)}: only with --leaderboard "
+                             "(they choose where a leaderboard's cells run)")
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
                        deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir,
-                       explain=args.explain)
+                       explain=args.explain, devices=args.devices)
+    if not outcomes:  # a process other than rank 0 of a launched run: rank 0 reports
+        return 0
     records = [o.record for o in outcomes]
     if args.json:
         print(json.dumps(records if len(records) > 1 else records[0], indent=2))
@@ -213,12 +268,18 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
         raise api.UsageError(f"--leaderboard takes its tasks, models, seeds and protocol from its definition; "
                              f"drop {', '.join(given + (['--force'] if args.force else []))}")
     summary = api.run_leaderboard(args.leaderboard, runs_dir=args.runs_dir, device=args.device,
-                                  progress=not args.quiet, explain=args.explain)
+                                  progress=not args.quiet, explain=args.explain, executor=args.executor or "local",
+                                  address=args.address, gpus_per_run=args.gpus_per_run,
+                                  cpus_per_run=args.cpus_per_run, max_parallel=args.max_parallel,
+                                  max_retries=args.max_retries)
     if args.json:
-        print(json.dumps({k: summary[k] for k in ("reused", "ran", "failed")}, indent=2))
+        print(json.dumps({k: summary[k] for k in ("reused", "ran", "running_elsewhere", "failed")}, indent=2))
     else:
         print(f"leaderboard {summary['board']}: {summary['cells']} cells, {len(summary['ran'])} run now, "
-              f"{len(summary['reused'])} already complete, {len(summary['failed'])} failed")
+              f"{len(summary['reused'])} already complete, {len(summary['running_elsewhere'])} running elsewhere, "
+              f"{len(summary['failed'])} failed")
+        for run_id in summary["running_elsewhere"]:
+            print(f"  running elsewhere: {run_id} (another process holds it; run this again once it is done)")
         for task, model, seed, error in summary["failed"]:
             print(f"  failed: {task} / {model} / seed {seed}: {error}")
     return 1 if summary["failed"] else 0

@@ -38,6 +38,7 @@ def describe_environment(device: str) -> dict[str, Any]:
     env.update({name: package_version(name) for name in _PACKAGES})
     env["device"] = device
     env["device_name"] = _device_name(device)
+    env["gpu_count"] = _gpu_count(device)  # the GPUs this process sees (under Ray: the ones it was given)
     env["platform"] = platform.platform(terse=True)
     env["git_sha"] = git_sha()
     return env
@@ -49,3 +50,11 @@ def _device_name(device: str) -> str:
 
         return torch.cuda.get_device_name(0)
     return platform.processor() or platform.machine()
+
+
+def _gpu_count(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.device_count()
+    return 0

@@ -22,6 +22,10 @@ class RunFailed(HarnessError):
     exit_code = 1
 
 
+class RunInProgress(RunFailed):
+    """Another process holds the run's lock: it is running (or being explained) elsewhere right now."""
+
+
 class NothingToExplain(UsageError):
     """A run whose explained sample holds no output to explain (e.g. a NER model that predicts no entity)."""
 

@@ -15,12 +15,14 @@ from typing import Any
 
 from harness.environment import describe_environment
 from harness.errors import HarnessError, NothingToExplain, RunFailed
+from harness.executors.base import LOCAL, CellJob, CellResult, Executor
 from harness.explain.runner import explain_run
-from harness.leaderboard import Cell, Leaderboard, ModelSelection
+from harness.leaderboard import Leaderboard
 from harness.planning import RunPlan, plan_cell
 from harness.progress import ProgressReporter
 from harness.store import LOG, SCHEMA_VERSION, RunStore
-from harness.training.train import train
+from harness.training.distributed import is_main_process, world_size
+from harness.training.train import resolve_device, train
 
 log = logging.getLogger("harness")
 
@@ -33,14 +35,34 @@ class RunOutcome:
 
 @dataclass
 class BoardSummary:
-    """What running a leaderboard did: run ids ran now or reused, and the cells that failed."""
+    """What running a leaderboard did, one `CellResult` per cell: run ids ran now, reused (already complete),
+    running elsewhere (another process held the cell), and the cells that failed."""
 
-    ran: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str, int, str]] = field(default_factory=list)  # (task, model label, seed, error)
+    results: list[CellResult] = field(default_factory=list)  # in the order the cells finished
+
+    def _ids(self, status: str) -> list[str]:
+        return [r.job.plan.run_id for r in self.results if r.status == status and r.job.plan is not None]
+
+    @property
+    def ran(self) -> list[str]:
+        return self._ids("ran")
+
+    @property
+    def reused(self) -> list[str]:
+        return self._ids("reused")
+
+    @property
+    def elsewhere(self) -> list[str]:
+        return self._ids("elsewhere")
+
+    @property
+    def failed(self) -> list[tuple[str, str, int, str]]:  # (task, model label, seed, error)
+        return [(r.job.cell.task, r.job.cell.model.label, r.job.cell.seed, r.error)
+                for r in self.results if r.status == "failed"]
 
     def to_dict(self) -> dict[str, list[Any]]:
-        return {"reused": self.reused, "ran": self.ran, "failed": [list(f) for f in self.failed]}
+        return {"reused": self.reused, "ran": self.ran, "running_elsewhere": self.elsewhere,
+                "failed": [list(f) for f in self.failed]}
 
 
 def run_plans(plans: Sequence[RunPlan], store: RunStore, device: str, progress: ProgressReporter,
@@ -69,37 +91,103 @@ def explain_outcomes(outcomes: Sequence[RunOutcome], store: RunStore, device: st
         outcome.record = outcome.record | {"explanation": block}
 
 
-def run_leaderboard(board: Leaderboard, store: RunStore, device: str, progress: ProgressReporter,
+def run_leaderboard(board: Leaderboard, store: RunStore, executor: Executor, progress: ProgressReporter,
                     explain: bool = False) -> BoardSummary:
-    """Every missing cell (complete ones are skipped by config hash); one failing cell never stops the others."""
-    summary = BoardSummary()
-    pairs = board.pairs()
-    for index, (task, model) in enumerate(pairs, 1):
-        log.info("[%d/%d] %s with %s, seeds %s", index, len(pairs), task, model.label,
-                 ",".join(map(str, board.seeds)))
-        for seed in board.seeds:
-            _run_cell(board, task, model, seed, store, device, progress, explain, summary)
+    """Every missing cell of a leaderboard, run by `executor` (`harness.executors`: here one after another,
+    or as Ray tasks). The cells are planned here, so run ids and config hashes never depend on where a cell
+    runs; complete ones are skipped by config hash before anything is handed out; a cell another process is
+    running is reported as running elsewhere; one failing cell never stops the others. With explain, cells
+    found complete are explained here (a stored explanation with the same settings is kept)."""
+    summary, jobs, cells = BoardSummary(), [], board.cells()
+    with progress.phase(f"leaderboard {board.name}", len(cells)) as update:
+        tally = _Tally(len(cells), summary, update)
+        for index, cell in enumerate(cells, 1):
+            try:
+                job = CellJob(index, cell, plan_cell(board, cell))
+            except HarnessError as exc:
+                tally.finish(CellResult(CellJob(index, cell, None), "failed", error=str(exc)))
+                continue
+            assert job.plan is not None
+            stored = store.find_complete(job.plan.run_id, job.plan.config_hash)
+            if stored is None:
+                jobs.append(job)
+            else:
+                tally.finish(_explained(CellResult(job, "reused", stored), store, executor, explain, progress))
+        log.info("leaderboard %s: %d cells, %d to run (%s executor)", board.name, len(cells), len(jobs),
+                 executor.name)
+        executor.run(board, jobs, store, explain, progress,
+                     lambda result: tally.finish(_explained(result, store, executor, explain, progress)))
+    for result in summary.results:  # finished by another runner while this one went on: count it as reused
+        plan = result.job.plan
+        if result.status == "elsewhere" and plan is not None:
+            stored = store.find_complete(plan.run_id, plan.config_hash)
+            if stored is not None:
+                result.status, result.record = "reused", stored
+                log.info("%s: finished elsewhere meanwhile, counted as already complete", result.job.label)
     return summary
 
 
-def _run_cell(board: Leaderboard, task: str, model: ModelSelection, seed: int, store: RunStore, device: str,
-              progress: ProgressReporter, explain: bool, summary: BoardSummary) -> None:
+def _explained(result: CellResult, store: RunStore, executor: Executor, explain: bool,
+               progress: ProgressReporter) -> CellResult:
+    """A reused cell, explained here when asked (cells that ran were explained where they ran)."""
+    if not explain or result.status != "reused" or result.record is None:
+        return result
+    outcome = RunOutcome(result.record, reused=True)
     try:
-        plan = plan_cell(board, Cell(task, model, seed))
-        (outcome,) = run_plans([plan], store, device, progress)
-        if explain:
-            explain_outcomes([outcome], store, device, None, progress)
+        explain_outcomes([outcome], store, resolve_device(executor.device), None, progress)
     except HarnessError as exc:
-        log.warning("%s / %s / seed %d failed: %s", task, model.label, seed, exc)
-        summary.failed.append((task, model.label, seed, str(exc)))
-        return
-    (summary.reused if outcome.reused else summary.ran).append(outcome.record["run_id"])
+        return CellResult(result.job, "failed", result.record, f"explaining it failed: {exc}")
+    result.record = outcome.record
+    return result
+
+
+class _Tally:
+    """Counts finished cells into the summary: one log line each (with an estimate of the time left, from
+    the cells that ran so far) and one step of the board's progress bar."""
+
+    def __init__(self, total: int, summary: BoardSummary, update: Any):
+        self.total, self.summary, self.update = total, summary, update
+        self.started = time.perf_counter()
+
+    def finish(self, result: CellResult) -> None:
+        self.summary.results.append(result)
+        done = len(self.summary.results)
+        worked = sum(r.status in ("ran", "failed") for r in self.summary.results)
+        left = self.total - done
+        eta = (time.perf_counter() - self.started) / worked * left if worked and left else None
+        line = f"[{done}/{self.total}] {result.job.label}: {_outcome_text(result)}"
+        line += f" (about {_duration(eta)} left)" if eta is not None else ""
+        log.log(logging.WARNING if result.status == "failed" else logging.INFO, "%s", line)
+        counts = {s: sum(r.status == s for r in self.summary.results) for s in ("ran", "reused", "elsewhere")}
+        self.update(1, **counts, failed=len(self.summary.failed))
+
+
+def _outcome_text(result: CellResult) -> str:
+    record = result.record or {}
+    score = f"{record.get('primary_metric')} {record['primary']:.4g}" if record.get("primary") is not None else ""
+    if result.status == "ran":
+        return f"ran, {score} in {result.seconds:.1f}s on {result.where}"
+    if result.status == "reused":
+        return f"already complete, {score}"
+    if result.status == "elsewhere":
+        return "running elsewhere (another process holds it)"
+    return f"FAILED{'' if result.where == LOCAL else f' on {result.where}'}: {result.error}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressReporter) -> dict[str, Any]:
     """Run one plan under a claim on its run directory; a failure is recorded, then raised."""
     spec = plan.task.spec
     started = time.perf_counter()
+    if not is_main_process():  # another rank of a run over several devices: it trains, rank 0 records
+        train(plan, device, progress)
+        return base_record(plan, device)
     with store.claim(plan.run_id) as directory, _log_to(directory / LOG):
         log.info("run %s: task %s v%s, backbone %s (%s), adapt %s, protocol %s, seed %d, device %s",
                  plan.run_id, spec.name, spec.version, plan.backbone.name, plan.asset.source, plan.adaptation,
@@ -159,7 +247,7 @@ def base_record(plan: RunPlan, device: str) -> dict[str, Any]:
         "primary": None,
         "n_examples": 0,
         "timing": {},
-        "env": describe_environment(device),
+        "env": describe_environment(device) | {"world_size": world_size()},  # not in the config: same run id
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

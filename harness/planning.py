@@ -38,17 +38,15 @@ class RunPlan:
         return self.task.spec.modality or ""
 
 
-def plan_runs(task: str, backbone: str | None = None, protocol: str | None = None,
+def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None,
               seeds: Sequence[int] = (0,), adapt: str | None = None, deterministic: bool = False,
               data_dir: str | None = None) -> list[RunPlan]:
-    """One plan per distinct seed (order kept). Unknown names and invalid settings raise UsageError."""
+    """One plan per distinct seed (order kept). Unknown names and invalid settings raise UsageError.
+    `protocol` is a name from the task's table, or a protocol derived from one by the caller, e.g.
+    `task.protocols["standard"].with_changes(name="standard-1epoch", epochs=1)` (its name goes into the run id)."""
     task_obj = TASKS.get(task)(data_dir=data_dir) if data_dir else TASKS.get(task)()
     spec = task_obj.spec
-    protocol_name = protocol or spec.default_protocol
-    if protocol_name not in task_obj.protocols:
-        raise UsageError(f"unknown protocol '{protocol_name}' for task '{task}' "
-                         f"(use {', '.join(task_obj.protocols)})")
-    chosen_protocol = task_obj.protocols[protocol_name]
+    chosen_protocol = _choose_protocol(task_obj, protocol)
     adaptation = Adaptation.parse(adapt or spec.default_adapt)
     backbone_spec = resolve_backbone(backbone or spec.default_backbone, spec.backbone_kind)
     adaptation.check_layers(backbone_spec.num_layers, backbone_spec.name)
@@ -75,6 +73,19 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | None = Non
         plans.append(RunPlan(task_obj, backbone_spec, asset, chosen_protocol, adaptation, seed, deterministic,
                              config, digest, run_id))
     return plans
+
+
+def _choose_protocol(task: Task, protocol: str | Any) -> Any:
+    if protocol is not None and not isinstance(protocol, str):  # a recipe the caller derived from the table's
+        kinds = {type(p) for p in task.protocols.values()}
+        if type(protocol) not in kinds or not protocol.name:
+            raise UsageError(f"a protocol for task '{task.spec.name}' is one of its protocols' names or a named "
+                             f"{' or '.join(sorted(k.__name__ for k in kinds))}, not {protocol!r}")
+        return protocol
+    name = protocol or task.spec.default_protocol
+    if name not in task.protocols:
+        raise UsageError(f"unknown protocol '{name}' for task '{task.spec.name}' (use {', '.join(task.protocols)})")
+    return task.protocols[name]
 
 
 def plan_cell(board: Leaderboard, cell: Cell) -> RunPlan:

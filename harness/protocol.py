@@ -50,3 +50,10 @@ class TrainingProtocol:
 
     def with_changes(self, **changes: Any) -> TrainingProtocol:
         return replace(self, **changes)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # `inputs` is a read-only mapping, which pickle refuses
+        return _training_protocol, (self.to_dict(),)
+
+
+def _training_protocol(fields: dict[str, Any]) -> TrainingProtocol:
+    return TrainingProtocol(**fields)

@@ -4,6 +4,8 @@ Layout of `<runs_dir>/<run_id>/`: result.json (written last: a directory without
 unfinished run), predictions.jsonl, weights.safetensors, run.log. Every file is written atomically
 (temporary file in the same folder, fsync, rename), so a crash never leaves a half-written record.
 A run id is derived from its config hash, so the same configuration always maps to the same directory.
+A run made elsewhere (a Ray worker's scratch store) comes in whole through `import_run`: staged inside the
+runs root, renamed into place under the run's lock, indexed; a half-shipped run never appears.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import shutil
 import sqlite3
+import tarfile
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.errors import RunFailed, UsageError, did_you_mean
+from harness.errors import RunInProgress, UsageError, did_you_mean
 
 SCHEMA_VERSION = 1
 RESULT = "result.json"
@@ -30,6 +35,7 @@ PREDICTIONS = "predictions.jsonl"
 WEIGHTS = "weights.safetensors"
 LOG = "run.log"
 INDEX = "index.sqlite"
+STAGING = ".staging"  # inside the runs root: runs being imported are assembled here, then renamed into place
 
 log = logging.getLogger("harness")
 _UMASK = os.umask(0)
@@ -39,6 +45,8 @@ _INDEX_COLUMNS = ("run_id", "config_hash", "status", "task", "task_version", "ba
                   "seed", "primary_metric", "primary_value", "created_at")
 _CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS runs ({', '.join(_INDEX_COLUMNS)}, PRIMARY KEY (run_id))"
 _INSERT = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(_INDEX_COLUMNS))})"
+_RUN_ID = re.compile(r"(?!\.)[A-Za-z0-9._-]+")  # what make_run_id makes: one plain folder name
+_HELD = threading.local()  # lock files this thread holds through RunStore.hold
 
 
 def record_modality(record: dict[str, Any]) -> str | None:
@@ -144,7 +152,7 @@ class RunStore:
         """Hold an exclusive lock on a run and give it a clean directory.
 
         A directory left without result.json (a killed run) or with a failed result is wiped, so the
-        run restarts cleanly. A second process asking for the same run while one holds it gets an error.
+        run restarts cleanly. A second process asking for the same run while one holds it gets RunInProgress.
         """
         with self.lock(run_id):
             directory = self.run_dir(run_id)
@@ -156,15 +164,36 @@ class RunStore:
 
     @contextlib.contextmanager
     def lock(self, run_id: str) -> Iterator[None]:
-        """An exclusive, non-blocking lock on one run (running it, or adding explanations to it)."""
+        """An exclusive, non-blocking lock on one run (running it, or adding explanations to it). Taken while
+        this thread holds the run through `hold`, it is that lock; otherwise a held lock is RunInProgress."""
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{run_id}.lock", "w") as handle:
+        path = locks / f"{run_id}.lock"
+        if str(path.resolve()) in _held_locks():
+            yield
+            return
+        with open(path, "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunFailed(f"run {run_id} is already in progress in another process") from None
+                raise RunInProgress(f"run {run_id} is already in progress in another process") from None
             yield
+
+    @contextlib.contextmanager
+    def hold(self, run_id: str) -> Iterator[None]:
+        """Lock a run and keep the lock across this thread's later `claim`, `lock` or `import_run` of it: a
+        leaderboard runner re-checks that the run is still missing and then runs (or imports) it, with no
+        gap in which another runner could finish it first. RunInProgress when another process holds it."""
+        with self.lock(run_id):
+            key = str((self.root / ".locks" / f"{run_id}.lock").resolve())
+            held = _held_locks()
+            fresh = key not in held
+            held.add(key)
+            try:
+                yield
+            finally:
+                if fresh:
+                    held.discard(key)
 
     def replace_folder(self, run_id: str, name: str, staged: Path) -> Path:
         """Swap a fully written folder `staged` in as the run's `name` folder (e.g. explanations/): the old
@@ -178,6 +207,48 @@ class RunStore:
         os.replace(staged, final)
         shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def export_run(self, run_id: str) -> bytes:
+        """A finished run's folder (result.json present) as an uncompressed tar in memory, paths relative to
+        the folder, hidden temporary files left out: what a remote worker ships back to `import_run`."""
+        directory = self.run_dir(run_id)
+        if not (directory / RESULT).is_file():
+            raise UsageError(f"run {run_id} has no {RESULT}: only finished runs are exported")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for path in sorted(directory.rglob("*")):
+                relative = path.relative_to(directory)
+                if path.is_symlink() or any(part.startswith(".") for part in relative.parts):
+                    continue
+                if path.is_dir() or path.is_file():
+                    tar.add(path, arcname=relative.as_posix(), recursive=False)
+        return buffer.getvalue()
+
+    def import_run(self, source: bytes | str | Path, run_id: str | None = None) -> dict[str, Any]:
+        """Commit a finished run made elsewhere (an `export_run` tar, or a run folder) into this store, the
+        way a local run is committed: assembled in full in a temporary folder inside the runs root, renamed
+        into place under the run's lock (an older folder of the run is swapped out), then indexed. Returns
+        its record. The archive is data: absolute paths, `..`, links and special files are refused, and
+        nothing in it is executed or unpickled (result.json is read as JSON, the rest copied as bytes)."""
+        staging = self.root / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(dir=staging, prefix="import-"))
+        try:
+            if isinstance(source, bytes):
+                _unpack_run(source, staged)
+            else:
+                _copy_run(Path(source), staged)
+            record = _staged_record(staged, run_id)
+            with self.lock(record["run_id"]):
+                final, old = self.run_dir(record["run_id"]), staging / f"{staged.name}.old"
+                if final.exists():
+                    os.replace(final, old)
+                os.replace(staged, final)
+                shutil.rmtree(old, ignore_errors=True)
+                self._index_upsert([record])
+            return record
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)  # only left when the import failed
 
     def write_predictions(self, run_id: str, rows: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -238,6 +309,82 @@ class RunStore:
             with contextlib.closing(self._connect()) as db:
                 rows = db.execute(sql, tuple(filters.values())).fetchall()
         return [dict(zip(_INDEX_COLUMNS, row, strict=True)) for row in rows]
+
+
+def _held_locks() -> set[str]:
+    if not hasattr(_HELD, "paths"):
+        _HELD.paths = set()
+    return _HELD.paths
+
+
+def _refuse(name: str, why: str) -> UsageError:
+    return UsageError(f"refusing to import the run archive member {name!r}: {why}")
+
+
+def _write_synced(path: Path, chunks: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(chunks, out)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _unpack_run(data: bytes, target: Path) -> None:
+    """Unpack a run archive member by member: only plain files and folders, only under `target`."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if member.name.startswith("/") or ".." in parts:
+                    raise _refuse(member.name, "absolute paths and '..' are not allowed")
+                if member.isdir():
+                    target.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                elif member.isfile() and parts:
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    with source:
+                        _write_synced(target.joinpath(*parts), source)
+                else:
+                    raise _refuse(member.name, "links and special files are not allowed")
+    except tarfile.TarError as exc:
+        raise UsageError(f"not a run archive: {exc}") from None
+
+
+def _copy_run(source: Path, target: Path) -> None:
+    """Copy a finished run folder (e.g. on a shared filesystem): plain files and folders only."""
+    if not source.is_dir():
+        raise UsageError(f"{source} is not a run folder")
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if any(part.startswith(".") for part in relative.parts):
+            continue  # temporary files of an atomic write
+        if path.is_symlink():
+            raise _refuse(relative.as_posix(), "links are not allowed")
+        if path.is_dir():
+            (target / relative).mkdir(parents=True, exist_ok=True)
+        elif path.is_file():
+            with open(path, "rb") as chunks:
+                _write_synced(target / relative, chunks)
+        else:
+            raise _refuse(relative.as_posix(), "special files are not allowed")
+
+
+def _staged_record(staged: Path, run_id: str | None) -> dict[str, Any]:
+    """The record of a staged run, which must be a finished run (complete or failed) with a plain run id."""
+    try:
+        record = json.loads((staged / RESULT).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"the run archive has no {RESULT}: only finished runs are imported") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"the run archive's {RESULT} is not valid JSON: {exc}") from None
+    found = record.get("run_id") if isinstance(record, dict) else None
+    if not isinstance(found, str) or not _RUN_ID.fullmatch(found):
+        raise UsageError(f"the run archive's {RESULT} has no valid run id ({found!r})")
+    if run_id is not None and found != run_id:
+        raise UsageError(f"the run archive holds run {found}, not {run_id}")
+    if record.get("status") not in ("complete", "failed"):
+        raise UsageError(f"run {found} in the archive is not finished (status {record.get('status')!r})")
+    return record
 
 
 def _index_values(record: dict[str, Any]) -> tuple[Any, ...]:

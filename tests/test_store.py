@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from harness.errors import RunFailed, UsageError
+from harness.errors import RunFailed, RunInProgress, UsageError
 from harness.store import RESULT, RunStore, config_hash, make_run_id, write_atomic
 
 
@@ -102,3 +104,71 @@ def test_corrupt_result_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not valid JSON"):
         store.load("bad")
     assert json.loads(json.dumps(list(store.records()))) == []
+
+
+def test_a_held_run_is_in_progress_and_hold_spans_a_later_claim(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.claim("r1"), pytest.raises(RunInProgress, match="already in progress"), store.claim("r1"):
+        pass
+    assert issubclass(RunInProgress, RunFailed)
+    with store.hold("r2"):
+        with store.claim("r2"):  # the holder's own claim goes through, without a gap
+            store.write_result(_record("r2"))
+        assert store.find_complete("r2", "h") is not None
+    with store.claim("r2"):  # released afterwards
+        pass
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def test_export_and_import_a_run_between_stores(tmp_path: Path) -> None:
+    scratch, store = RunStore(tmp_path / "scratch"), RunStore(tmp_path / "runs")
+    with store.claim("r1"):  # an older, failed attempt of the run is swapped out by the import
+        store.write_result(_record("r1", status="failed"))
+    with scratch.claim("r1") as directory:
+        (directory / "explanations").mkdir()
+        (directory / "explanations" / "explanation.json").write_text("{}")
+        (directory / ".predictions.jsonl.x.tmp").write_text("a temporary file")
+        scratch.write_predictions("r1", [{"id": 0, "pred": 1, "ref": 1}])
+        scratch.write_result(_record("r1", primary=0.75))
+    record = store.import_run(scratch.export_run("r1"), "r1")
+    assert record["primary"] == 0.75 and store.find_complete("r1", "h") == record
+    assert sorted(p.relative_to(store.run_dir("r1")).as_posix() for p in store.run_dir("r1").rglob("*")) == [
+        "explanations", "explanations/explanation.json", "predictions.jsonl", "result.json"]
+    assert [r["primary_value"] for r in store.query(run_id="r1")] == [0.75]
+    assert list((tmp_path / "runs" / ".staging").iterdir()) == []
+    assert RunStore(tmp_path / "copy").import_run(scratch.run_dir("r1"))["run_id"] == "r1"  # a folder too
+
+
+def _link(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+@pytest.mark.parametrize(("members", "reason"), [
+    ([_file("/etc/result.json", b"{}")], "absolute paths"),
+    ([_file("../result.json", b"{}")], "'..'"),
+    ([_link("result.json", "/etc/passwd")], "links and special files"),
+    ([_file("predictions.jsonl", b"")], "has no result.json"),
+    ([_file("result.json", json.dumps(_record("r9", status="running")).encode())], "not finished"),
+    ([_file("result.json", json.dumps(_record("../r9")).encode())], "no valid run id"),
+])
+def test_import_refuses_unsafe_or_unfinished_archives(tmp_path: Path, members: list, reason: str) -> None:
+    store = RunStore(tmp_path)
+    with pytest.raises(UsageError, match=reason):
+        store.import_run(_tar(members))
+    assert store.run_ids() == [] and list((tmp_path / ".staging").iterdir()) == []
+    assert not (tmp_path.parent / "result.json").exists()

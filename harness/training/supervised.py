@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, send_to_device
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -25,6 +25,7 @@ from harness.errors import RunFailed
 from harness.progress import ProgressReporter
 from harness.protocol import TrainingProtocol
 from harness.task import Example, SupervisedTask
+from harness.training.distributed import per_device_batch, world_size
 from harness.training.feature_cache import FeatureCache, pooled_layer_features
 from harness.training.model import TaskModel
 from harness.training.seeding import seed_everything
@@ -62,13 +63,11 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     generator = seed_everything(seed, deterministic)
     splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
     log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
-    # bf16 autocast only where it pays and is safe: CUDA. CPU runs stay in fp32.
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision="bf16" if device == "cuda" else "no")
+    accelerator = _accelerator(device)
     timing: dict[str, Any] = {}
     collates = _collates(task, model, protocol, splits, accelerator, progress, feature_cache, timing)
 
-    train_loader = DataLoader(splits["train"], batch_size=protocol.batch_size, shuffle=True, generator=generator,
-                              collate_fn=collates["train"])
+    train_loader = _train_loader(splits["train"], protocol, generator, collates["train"], accelerator)
     optimizer = torch.optim.AdamW(_param_groups(model, protocol))
     total_steps = max(1, protocol.epochs * len(train_loader))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
@@ -105,6 +104,30 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
                        n_dev=len(splits["dev"]))
 
 
+def _accelerator(device: str) -> Accelerator:
+    # bf16 autocast only where it pays and is safe: CUDA. CPU runs stay in fp32.
+    precision = "bf16" if device == "cuda" else "no"
+    if world_size() == 1:
+        return Accelerator(cpu=device == "cpu", mixed_precision=precision)
+    # DDP with a static graph: parameters that a task never reads (BERT's pooler under a token head) are found
+    # in the first step and left out of the all-reduce from then on
+    return Accelerator(cpu=device == "cpu", mixed_precision=precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+
+
+def _train_loader(rows: list[Example], protocol: TrainingProtocol, generator: torch.Generator, collate: Callable,
+                  accelerator: Accelerator) -> Any:
+    """Shuffled training batches. On N processes each takes batch_size / N examples of every global batch of
+    batch_size (accelerate shards the loader; every process shuffles with the same generator), so one step
+    sees the examples a one-process step sees."""
+    if accelerator.num_processes == 1:
+        return DataLoader(rows, batch_size=protocol.batch_size, shuffle=True, generator=generator,
+                          collate_fn=collate)
+    size = per_device_batch(protocol.batch_size, accelerator.num_processes)
+    loader = DataLoader(rows, batch_size=size, shuffle=True, generator=generator, collate_fn=collate)
+    return accelerator.prepare_data_loader(loader)
+
+
 class _Loop:
     """One epoch of optimisation: forward under autocast, a finite-loss guard, backward, clip, step."""
 
@@ -123,8 +146,11 @@ class _Loop:
                 batch = send_to_device(batch, self.accelerator.device)
                 with self.accelerator.autocast():
                     out = self.task.step(self.model, batch)
-                if not torch.isfinite(out.loss.detach()):
-                    raise RunFailed(f"loss became {out.loss.item()} at epoch {epoch} step {step}; "
+                loss = out.loss.detach()
+                if self.accelerator.num_processes > 1:  # all processes stop together when one loss is not finite
+                    loss = self.accelerator.gather(loss.float().reshape(1)).sum()
+                if not torch.isfinite(loss):
+                    raise RunFailed(f"loss became {loss.item()} at epoch {epoch} step {step}; "
                                     "the run is stopped (try a lower learning rate)")
                 self.optimizer.zero_grad(set_to_none=True)
                 self.accelerator.backward(out.loss)
@@ -135,6 +161,9 @@ class _Loop:
                 running += out.loss.item() * len(out.refs)
                 seen += len(out.refs)
                 update(loss=running / max(seen, 1))
+        if self.accelerator.num_processes > 1:  # the mean over every process's examples
+            totals = torch.tensor([running, seen], dtype=torch.float64, device=self.accelerator.device)
+            running, seen = self.accelerator.reduce(totals, reduction="sum").tolist()
         return running / max(seen, 1)
 
 
@@ -158,15 +187,18 @@ def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol
     model.backbone.to(accelerator.device)
     started = time.perf_counter()
     collates = {}
-    for name, rows in splits.items():
-        def compute(rows: list[Example] = rows, name: str = name) -> torch.Tensor:
-            return pooled_layer_features(task, model.backbone, rows, protocol, accelerator.device, progress, name)
+    # on several processes the main one computes (and caches) the features first; the others then read the cache
+    with accelerator.main_process_first():
+        for name, rows in splits.items():
+            def compute(rows: list[Example] = rows, name: str = name) -> torch.Tensor:
+                return pooled_layer_features(task, model.backbone, rows, protocol, accelerator.device, progress,
+                                             name)
 
-        ids = [r.id for r in rows]
-        limit = getattr(protocol, f"{name}_limit")
-        features = feature_cache.get(name, limit, ids, compute) if feature_cache else compute()
-        by_id = dict(zip(ids, features, strict=True))
-        collates[name] = partial(_collate_pooled, task, by_id)
+            ids = [r.id for r in rows]
+            limit = getattr(protocol, f"{name}_limit")
+            features = feature_cache.get(name, limit, ids, compute) if feature_cache else compute()
+            by_id = dict(zip(ids, features, strict=True))
+            collates[name] = partial(_collate_pooled, task, by_id)
     timing["features_s"] = round(time.perf_counter() - started, 3)
     if feature_cache is not None:
         timing["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
@@ -179,13 +211,29 @@ def _collate_pooled(task: SupervisedTask, features: dict[str, torch.Tensor], row
 
 def evaluate(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
              accelerator: Any, progress: ProgressReporter, label: str, collate: Callable) -> EvalResult:
+    """Score every example once, in the split's order. On several processes each scores one contiguous
+    shard with the unwrapped model, and the shards are gathered (no padding, so no duplicates)."""
+    started = time.perf_counter()
+    if accelerator.num_processes == 1:
+        ids, preds, refs, loss_sum = _score(task, model, examples, protocol, accelerator, progress, label, collate)
+    else:
+        ids, preds, refs, loss_sum = _score_sharded(task, model, examples, protocol, accelerator, progress, label,
+                                                    collate)
+    seconds = time.perf_counter() - started
+    metrics = task.compute_metrics(preds, refs)
+    return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
+
+
+def _score(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
+           accelerator: Any, progress: ProgressReporter, label: str,
+           collate: Callable) -> tuple[list[str], list[Any], list[Any], float]:
+    """(ids, predictions, references, summed loss) of `examples`, in their order."""
     loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False, collate_fn=collate)
     model.eval()
     ids: list[str] = []
     preds: list[Any] = []
     refs: list[Any] = []
     loss_sum = 0.0
-    started = time.perf_counter()
     with torch.no_grad(), progress.phase(label, len(loader)) as update:
         for batch in loader:
             ids.extend(batch["ids"])
@@ -196,9 +244,26 @@ def evaluate(task: SupervisedTask, model: torch.nn.Module, examples: list[Exampl
             preds.extend(out.preds)
             refs.extend(out.refs)
             update()
-    seconds = time.perf_counter() - started
-    metrics = task.compute_metrics(preds, refs)
-    return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
+    return ids, preds, refs, loss_sum
+
+
+def _score_sharded(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
+                   accelerator: Any, progress: ProgressReporter, label: str,
+                   collate: Callable) -> tuple[list[str], list[Any], list[Any], float]:
+    """`_score` over N processes: process i scores examples [i*n/N, (i+1)*n/N); the shards are gathered
+    to every process and put back in the split's order, each example exactly once."""
+    unwrapped = accelerator.unwrap_model(model)  # no DDP collectives per forward: shards differ in length
+    for buffer in unwrapped.buffers():  # every shard scores with the main process's batch-norm statistics
+        if buffer.is_contiguous():  # (an expanded index table is a constant view)
+            torch.distributed.broadcast(buffer.data, src=0)
+    count, processes, index = len(examples), accelerator.num_processes, accelerator.process_index
+    start, end = count * index // processes, count * (index + 1) // processes
+    shard = _score(task, unwrapped, examples[start:end], protocol, accelerator, progress, label, collate)
+    shards = sorted(gather_object([(start, *shard)]), key=lambda s: s[0])
+    ids = [i for s in shards for i in s[1]]
+    if ids != [e.id for e in examples]:
+        raise RunFailed(f"{label}: the {processes} processes did not score each example exactly once")
+    return ids, [p for s in shards for p in s[2]], [r for s in shards for r in s[3]], sum(s[4] for s in shards)
 
 
 def _param_groups(model: TaskModel, protocol: TrainingProtocol) -> list[dict[str, Any]]:

@@ -40,6 +40,8 @@ def resolve_device(device: str) -> str:
 
 def train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResult:
     """Train and evaluate the planned run on `device`; the result holds test metrics, predictions and weights."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()  # the peak memory a record reports is this run's, not the process's
     if plan.modality == "control":
         return train_and_evaluate_control(plan.task, policy_backbone_factory(plan), plan.protocol, plan.seed, device,
                                           frozen=plan.adaptation.mode == "frozen", pretrained=plan.asset.pretrained,
