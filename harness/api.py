@@ -22,7 +22,7 @@ from harness import __version__
 from harness.backbones.spec import BACKBONES
 from harness.errors import HarnessError, RunFailed, UsageError
 from harness.leaderboard import Leaderboard, available, load_leaderboard
-from harness.planning import plan_runs
+from harness.planning import parse_seed, parse_seeds, plan_runs, protocol_variant
 from harness.progress import ProgressReporter
 from harness.protocol import PROTOCOL_NAMES
 from harness.store import RunStore, record_modality
@@ -43,6 +43,8 @@ __all__ = [
     "list_runs",
     "list_tasks",
     "load_leaderboard",
+    "parse_seed",
+    "parse_seeds",
     "plan_runs",
     "record_modality",
     "report",
@@ -77,20 +79,32 @@ def list_protocols() -> list[dict[str, Any]]:
 
 
 def list_leaderboards() -> list[dict[str, Any]]:
+    """Every leaderboard definition found. A broken one is listed with its one-line reason in "problem" (the
+    others stay usable); it is refused only when asked for by name."""
     rows = []
     for name, path in available().items():
-        board = load_leaderboard(str(path))
+        try:
+            board = load_leaderboard(str(path))
+            cells = len(board.cells())
+        except HarnessError as exc:
+            rows.append({"name": name, "description": None, "protocol": None, "seeds": None, "tasks": None,
+                         "models": None, "cells": None, "path": str(path), "problem": str(exc)})
+            continue
         rows.append({"name": name, "description": board.description, "protocol": board.protocol,
                      "seeds": ",".join(map(str, board.seeds)), "tasks": len(board.tasks),
-                     "models": len(board.models), "cells": len(board.cells()), "path": str(path)})
+                     "models": len(board.models), "cells": cells, "path": str(path), "problem": None})
     return rows
 
 
 def list_runs(runs_dir: str | Path | None = None, **filters: Any) -> list[dict[str, Any]]:
+    """The stored runs (index rows); a damaged record is a row with status "damaged" and its "problem". A
+    runs directory that does not exist is empty (and is not created)."""
     return _store(runs_dir).query(**filters)
 
 
 def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """A stored run's record (an id or an unambiguous prefix); DamagedRecord (exit 2) says what is wrong with a
+    damaged one and how to make it again."""
     return _store(runs_dir).load(run_id)
 
 
@@ -98,9 +112,11 @@ def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
 def run(task: str, backbone: str | None = None, protocol: str | Any = None, seeds: Sequence[int] = (0,),
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
         force: bool = False, deterministic: bool = False, progress: bool = True,
-        data_dir: str | None = None, explain: bool = False, devices: int = 1) -> list[Any]:
+        data_dir: str | None = None, explain: bool = False, devices: int = 1, precision: str | None = None,
+        compile: bool = False) -> list[Any]:
     """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force.
-    `protocol`: a name, or a protocol derived from one (see `plan_runs`). With explain, each complete run is
+    `protocol`: a name, or a protocol derived from one (see `plan_runs`). `precision` ("fp32", "bf16") and
+    `compile` derive a protocol of their own ("quick+bf16"). With explain, each complete run is
     then explained (a stored explanation with the same settings is kept).
     With devices > 1 each run trains data-parallel (DDP) on that many devices, in processes started here;
     under torchrun or accelerate launch, in the launcher's processes. The protocol's batch size stays the
@@ -112,9 +128,11 @@ def run(task: str, backbone: str | None = None, protocol: str | Any = None, seed
     from harness.training.train import resolve_device
 
     chosen = resolve_device(device)
+    protocol = protocol_variant(task, protocol, precision, compile)
     plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic, data_dir)
     processes = distributed.check_devices(plans, devices, chosen)
     store, reporter = _store(runs_dir), ProgressReporter(progress and distributed.is_main_process())
+    store.ensure_writable()  # a runs directory that cannot hold runs: one error line before any run is claimed
     if processes > 1 and not distributed.launched():
         outcomes = _run_on_devices(plans, store, processes, force, {
             "task": task, "backbone": backbone, "protocol": protocol, "adapt": adapt, "device": chosen,
@@ -128,6 +146,25 @@ def run(task: str, backbone: str | None = None, protocol: str | Any = None, seed
     if explain:
         explain_outcomes(outcomes, store, chosen, data_dir, reporter)
     return outcomes
+
+
+def check_precision(task: str, backbone: str | None = None, protocol: str | None = None,
+                    seeds: Sequence[int] = (0,), adapt: str | None = None, device: str = "auto",
+                    runs_dir: str | Path | None = None, progress: bool = True,
+                    data_dir: str | None = None) -> dict[str, Any]:
+    """The same runs in fp32 and in bf16 (each an ordinary cached run), and per seed the paired difference of
+    the primary metric (bf16 - fp32) over the test examples, with its interval, and the speed-up."""
+    from harness.report.precision import precision_check
+
+    common = {"backbone": backbone, "seeds": seeds, "adapt": adapt, "device": device, "runs_dir": runs_dir,
+              "progress": progress, "data_dir": data_dir}
+    fp32 = run(task, protocol=protocol, precision="fp32", **common)
+    bf16 = run(task, protocol=protocol, precision="bf16", **common)
+    pairs = [(a.record, b.record) for a, b in zip(fp32, bf16, strict=True)]
+    failed = [r["run_id"] for pair in pairs for r in pair if r.get("status") != "complete"]
+    if failed:
+        raise RunFailed(f"the precision check needs complete runs; failed: {', '.join(failed)}")
+    return precision_check(_store(runs_dir), pairs)
 
 
 def _run_on_devices(plans: Sequence[Any], store: RunStore, processes: int, force: bool,
@@ -168,7 +205,9 @@ def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None 
     chosen = make_executor(executor, device, address, gpus_per_run, cpus_per_run, max_parallel, max_retries)
     from harness.execution import run_leaderboard as run_board  # torch: after the settings are checked
     board = leaderboard if isinstance(leaderboard, Leaderboard) else load_leaderboard(leaderboard)
-    summary = run_board(board, _store(runs_dir), chosen, ProgressReporter(progress), explain)
+    store = _store(runs_dir)
+    store.ensure_writable()  # one error line before any cell is claimed
+    summary = run_board(board, store, chosen, ProgressReporter(progress), explain)
     per_cell = [{"task": r.job.cell.task, "model": r.job.cell.model.label, "seed": r.job.cell.seed,
                  "run_id": r.job.plan.run_id if r.job.plan else None, "status": r.status,
                  "primary": (r.record or {}).get("primary"), "seconds": r.seconds, "where": r.where,
@@ -200,8 +239,10 @@ def report(leaderboard: str | None = None, runs_dir: str | Path | None = None, o
            protocol: str | None = None) -> tuple[dict[str, Any], Path]:
     """Build and write a leaderboard report (default folder: reports/NAME); returns (report, folder)."""
     from harness.report.leaderboard_report import build_report
-    from harness.report.render import write_leaderboard
+    from harness.report.render import check_folder, write_leaderboard
 
+    if out:
+        check_folder(Path(out))  # before the work: an --out that cannot be written is one error line
     board = load_leaderboard(leaderboard) if leaderboard else None
     if board is not None and protocol is not None and protocol != board.protocol:
         raise UsageError(f"leaderboard '{board.name}' is defined for protocol {board.protocol}, not {protocol}")
@@ -217,9 +258,11 @@ def compare(backbones: str, tasks: Sequence[str] | None = None, protocol: str | 
             runs_dir: str | Path | None = None, out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
     """Paired comparison of stored runs of two or more models; written as Markdown, HTML and JSON."""
     from harness.report.compare import build_comparison, parse_models
-    from harness.report.render import write_comparison
+    from harness.report.render import check_folder, write_comparison
 
     models = parse_models(backbones)
+    if out:
+        check_folder(Path(out))
     for task in tasks or []:
         TASKS.get(task)
     data = build_comparison(_store(runs_dir), models, list(tasks) if tasks else None, protocol)

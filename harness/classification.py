@@ -44,6 +44,11 @@ class ClassificationTask(DatasetTask):
                 train: bool = False) -> dict[str, Any]:
         return self.collate_targets(rows) | {"inputs": self.collate_inputs(rows, backbone, protocol, train)}
 
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.cross_entropy(model(batch["inputs"]).float(), batch["labels"])
+
     def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
         import torch.nn.functional as F
 

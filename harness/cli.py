@@ -1,19 +1,29 @@
 """Command line: argument parsing, output formatting, exit codes. The work happens in api.
 
-Exit codes: 0 success, 2 bad usage or input, 1 a run that failed, 130 interrupted.
+Exit codes: 0 success, 2 bad usage or input, 1 a run that failed, 130 interrupted, 141 stdout closed by
+its reader (`harness show ID | head -3`: a quiet stop).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from harness import api
-from harness.presentation import explanation_summary, run_summary, seed_summary_line, table
+from harness.presentation import (
+    error_line,
+    explanation_summary,
+    precision_summary,
+    run_summary,
+    seed_summary_line,
+    table,
+)
 
 log = logging.getLogger("harness")
 
@@ -22,22 +32,25 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
         raise api.UsageError(f"{message} (see '{self.prog} --help')")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11's argparse turns "--seed=--" into [] without calling the option's type: refuse it instead
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
 
-def _seed(text: str) -> int:
+
+def _seed(text: str) -> int:  # 0 to 2**32 - 1 (harness.planning.parse_seed), refused here, before anything runs
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid seed '{text}': expected a non-negative integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid seed '{text}': expected a non-negative integer")
-    return value
+        return api.parse_seed(text)
+    except api.UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _seed_list(text: str) -> list[int]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of seeds, e.g. 0,1,2")
-    return [_seed(p) for p in parts]
+def _seed_list(text: str) -> list[int]:  # no empty item, no seed twice
+    try:
+        return api.parse_seeds(text)
+    except api.UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _devices(text: str) -> int:
@@ -100,7 +113,20 @@ def _add_run(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_run.add_argument("--explain", action="store_true",
                        help="then explain each run: attributions, faithfulness, summaries (see 'harness explain')")
     p_run.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_speed(p_run)
     _add_executor(p_run)
+
+
+def _add_speed(p_run: argparse.ArgumentParser) -> None:
+    group = p_run.add_argument_group("precision and compilation (supervised tasks; each makes a protocol of its "
+                                     "own, e.g. quick+bf16, so its runs never mix with the plain recipe's)")
+    group.add_argument("--precision", choices=("fp32", "bf16"),
+                       help="bf16 autocast (default: bf16 on CUDA, fp32 on CPU; bf16 is fast on CPUs with "
+                            "AVX512-BF16 or AMX)")
+    group.add_argument("--check-precision", action="store_true",
+                       help="run the same cell in fp32 and in bf16 and report the paired difference of the "
+                            "primary metric with its interval, and the speed-up")
+    group.add_argument("--compile", action="store_true", help="torch.compile the backbone")
 
 
 EXECUTOR_FLAGS = ("executor", "address", "gpus_per_run", "cpus_per_run", "max_parallel", "max_retries")
@@ -161,20 +187,20 @@ def _add_report(sub: Any, stored: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line; returns the exit code: 0 success, 1 a run failed, 2 bad usage or input (one
+    `harness: error:` line on stderr), 130 interrupted, 141 stdout closed early by its reader."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     _setup_logging(debug)
     try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            build_parser().print_help()
-            return 2
-        commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
-                    "compare": _cmd_compare, "explain": _cmd_explain}
-        return commands[args.command](args)
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a reader that went away shows here, inside these handlers
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except api.HarnessError as exc:
         if debug:
             log.exception("details")
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted (an unfinished run restarts cleanly when run again)", file=sys.stderr)
@@ -182,9 +208,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"harness: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)",
+        print(error_line(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)"),
               file=sys.stderr)
         return 1
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help or --version printed: flushed here, so a closed pipe is caught above
+        sys.stdout.flush()
+        return done.code if isinstance(done.code, int) else 0
+    if args.command is None:
+        parser.print_help()
+        raise api.UsageError("a command is required: list, run, explain, report, compare or show "
+                             "(see 'harness COMMAND --help')")
+    commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
+                "compare": _cmd_compare, "explain": _cmd_explain}
+    return commands[args.command](args)
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (`harness show ID | head -3`): stop quietly, no error. What is still buffered
+    goes to /dev/null (so the interpreter's last flush cannot fail); exit 141, what a shell reports for a
+    process stopped by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a stdout without a file descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 141
 
 
 def _setup_logging(debug: bool) -> None:
@@ -225,7 +278,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for i, section in enumerate(sections):
         if len(sections) > 1:
             print(("\n" if i else "") + section.upper())
-        print(table(data[section], columns[section]) if data[section] else f"(no {section})")
+        shown = columns[section] + ["problem"] * any(row.get("problem") for row in data[section])  # damaged, broken
+        print(table(data[section], shown) if data[section] else f"(no {section})")
     return 0
 
 
@@ -242,10 +296,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if executor_flags:
         raise api.UsageError(f"{', '.join(executor_flags)}: only with --leaderboard "
                              "(they choose where a leaderboard's cells run)")
+    if args.check_precision:
+        return _check_precision(args, seeds)
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
                        deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir,
-                       explain=args.explain, devices=args.devices)
+                       explain=args.explain, devices=args.devices, precision=args.precision, compile=args.compile)
     if not outcomes:  # a process other than rank 0 of a launched run: rank 0 reports
         return 0
     records = [o.record for o in outcomes]
@@ -258,6 +314,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(explanation_summary(outcome.record["explanation"]))
     if len(records) > 1:
         print(seed_summary_line(api.seed_summary(records)))
+    return 0
+
+
+def _check_precision(args: argparse.Namespace, seeds: list[int]) -> int:
+    clashing = [flag for flag, given in (("--precision", args.precision), ("--compile", args.compile),
+                                         ("--devices", args.devices != 1), ("--force", args.force),
+                                         ("--explain", args.explain), ("--deterministic", args.deterministic))
+                if given]
+    if clashing:
+        raise api.UsageError(f"--check-precision runs the plain recipe in fp32 and bf16; drop {', '.join(clashing)}")
+    check = api.check_precision(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds,
+                                adapt=args.adapt, device=args.device, runs_dir=args.runs_dir,
+                                progress=not args.quiet, data_dir=args.data_dir)
+    print(json.dumps(check, indent=2) if args.json else precision_summary(check))
     return 0
 
 

@@ -26,6 +26,11 @@ class RunInProgress(RunFailed):
     """Another process holds the run's lock: it is running (or being explained) elsewhere right now."""
 
 
+class DamagedRecord(UsageError):
+    """A stored run's files cannot be trusted (result.json not valid JSON or not a valid run record, unreadable
+    weights or predictions): bad input, exit 2. Its message names the file and how to recover."""
+
+
 class NothingToExplain(UsageError):
     """A run whose explained sample holds no output to explain (e.g. a NER model that predicts no entity)."""
 
@@ -38,6 +43,11 @@ def did_you_mean(name: str, known: Iterable[str], list_known: bool = True) -> st
     if close:
         return f"; did you mean {' or '.join(repr(c) for c in close)}?"
     return f" (known: {', '.join(known) or 'none'})" if list_known else ""
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """`text` on one line: line breaks (from a file name, a library's message, an argument) become spaces."""
+    return " ".join(text.split("\n")).replace("\r", " ")[:limit]
 
 
 def first_line(exc: BaseException) -> str:

@@ -216,6 +216,7 @@ def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressRepor
             "best_epoch": result.best_epoch,
             "dev_history": result.dev_history,
             "timing": result.timing | {"total_s": round(time.perf_counter() - started, 3)},
+            "execution": result.execution,
         }
         store.write_result(record)  # last: its presence marks the run complete
         log.info("run %s complete: %s %.4f", plan.run_id, spec.primary.name, record["primary"])

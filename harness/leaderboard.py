@@ -8,15 +8,17 @@ Definitions are plain TOML data: nothing in them is executed.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import harness
 from harness.adaptation import Adaptation
 from harness.backbones.spec import BACKBONES, record_name
-from harness.errors import UsageError, did_you_mean
+from harness.errors import UsageError, did_you_mean, one_line
+from harness.store import MAX_SEED, seed_problem
 from harness.task import TASKS
 
 
@@ -84,47 +86,147 @@ def available() -> dict[str, Path]:
     for folder in search_path():
         if folder.is_dir():
             for path in sorted(folder.glob("*.toml")):
-                found.setdefault(path.stem, path)
+                if path.is_file():
+                    found.setdefault(path.stem, path)
     return found
 
 
 def load_leaderboard(name_or_path: str) -> Leaderboard:
+    """A leaderboard by name (see `available`) or by the path of its .toml file, checked in full
+    (`parse_leaderboard`); any problem is one UsageError line naming the file."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" and path.is_file()):
         known = available()
         if name_or_path not in known:
-            raise UsageError(f"unknown leaderboard '{name_or_path}'{did_you_mean(name_or_path, known)}")
+            raise UsageError(f"unknown leaderboard {name_or_path!r}{did_you_mean(name_or_path, known)}")
         path = known[name_or_path]
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"leaderboard {path} is not valid TOML: {exc}") from None
+        raise UsageError(one_line(f"leaderboard {path} is not valid TOML: {exc}")) from None
     return parse_leaderboard(data, path)
 
 
+FIELDS = ("name", "description", "protocol", "seeds", "tasks", "models")
+MODEL_FIELDS = ("backbone", "adapt", "tasks")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a leaderboard's name is a folder name: reports/NAME
+
+
+def _fail(where: str, field: str, message: str) -> NoReturn:
+    raise UsageError(one_line(f"{where}: {field}: {message}"))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderboard:
-    where = str(path) if path else "leaderboard"
-
-    def need(key: str, kind: type) -> Any:
-        if not isinstance(data.get(key), kind):
-            raise UsageError(f"{where}: '{key}' must be a {kind.__name__}")
-        return data[key]
-
-    seeds = tuple(need("seeds", list))
-    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise UsageError(f"{where}: 'seeds' must be a non-empty list of non-negative integers")
-    tasks = tuple(need("tasks", list))
+    """A leaderboard from its TOML data, checked in full: no unknown field, the types of every field, known
+    tasks (each once), seeds (integers from 0 to 2**32 - 1, each once), the protocol in every task's protocol
+    table, models (known adaptation modes, backbones that fit their tasks, none twice). Any problem is one
+    UsageError line naming the file and the field."""
+    where = f"leaderboard {path}" if path else "leaderboard"
+    _known_fields(data, FIELDS, where, "")
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        _fail(where, "name", f"must be a plain name (letters, digits, '.', '_', '-'), not {_shown(name)}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        _fail(where, "description", f"must be a string, not {_shown(description)}")
+    seeds = _seeds(data.get("seeds"), where)
+    tasks = _names(data.get("tasks"), where, "tasks", "task names")
+    for i, task in enumerate(tasks):
+        if task not in TASKS:
+            _fail(where, f"tasks[{i}]", str(TASKS.unknown(task)))
+    protocol = data.get("protocol")
+    if not isinstance(protocol, str) or not protocol:
+        _fail(where, "protocol", f"must be a protocol name (e.g. \"quick\"), not {_shown(protocol)}")
     for task in tasks:
-        TASKS.get(task)  # unknown names fail here, with a did-you-mean
-    models = []
-    for entry in need("models", list):
-        if not isinstance(entry, dict) or "backbone" not in entry:
-            raise UsageError(f"{where}: every model needs a 'backbone'")
-        if entry["backbone"] not in BACKBONES and "tasks" not in entry:
-            raise BACKBONES.unknown(entry["backbone"])  # an unregistered one (a path) must list its tasks
-        adapt = str(Adaptation.parse(entry.get("adapt", "full")))
-        only = entry.get("tasks")
-        models.append(ModelSelection(entry["backbone"], adapt, tuple(only) if only is not None else None))
-    protocol = need("protocol", str)
-    return Leaderboard(name=need("name", str), description=str(data.get("description", "")), protocol=protocol,
-                       seeds=seeds, tasks=tasks, models=tuple(models), path=path)
+        table = TASKS.get(task).protocols
+        if protocol not in table:
+            _fail(where, "protocol", f"unknown protocol {protocol!r} for task {task!r} (use {', '.join(table)})")
+    entries = data.get("models")
+    if not isinstance(entries, list) or not entries:
+        _fail(where, "models", f"must be a non-empty list of tables like {{ backbone = \"minilm\", adapt = "
+                               f"\"full\" }}, not {_shown(entries)}")
+    models = tuple(_model(entry, f"models[{i}]", tasks, where) for i, entry in enumerate(entries))
+    _no_repeated_models(models, where)
+    return Leaderboard(name=name, description=description, protocol=protocol, seeds=seeds, tasks=tasks,
+                       models=models, path=path)
+
+
+def _known_fields(table: dict[str, Any], known: tuple[str, ...], where: str, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            _fail(where, f"{prefix}{key}", f"unknown field{did_you_mean(key, known)}")
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        _fail(where, "seeds", f"must be a non-empty list of integers from 0 to {MAX_SEED}, not {_shown(value)}")
+    for i, seed in enumerate(value):
+        problem = seed_problem(seed)
+        if problem is not None:
+            _fail(where, f"seeds[{i}]", problem)
+        if seed in value[:i]:
+            _fail(where, f"seeds[{i}]", f"seed {seed} is given twice")
+    return tuple(value)
+
+
+def _names(value: Any, where: str, field: str, what: str) -> tuple[str, ...]:
+    """A non-empty list of distinct non-empty strings without control characters."""
+    if not isinstance(value, list) or not value:
+        _fail(where, field, f"must be a non-empty list of {what}, e.g. [\"ner\"], not {_shown(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item or any(ord(c) < 32 for c in item):
+            _fail(where, f"{field}[{i}]", f"must be one of {what}, not {_shown(item)}")
+        if item in value[:i]:
+            _fail(where, f"{field}[{i}]", f"{item!r} is given twice")
+    return tuple(value)
+
+
+def _model(entry: Any, field: str, tasks: tuple[str, ...], where: str) -> ModelSelection:
+    if not isinstance(entry, dict):
+        _fail(where, field, f"must be a table like {{ backbone = \"minilm\", adapt = \"full\" }}, not {_shown(entry)}")
+    _known_fields(entry, MODEL_FIELDS, where, f"{field}.")
+    backbone = entry.get("backbone")
+    if not isinstance(backbone, str) or not backbone.strip() or any(ord(c) < 32 for c in backbone):
+        _fail(where, f"{field}.backbone", f"must be a backbone name, hub id or folder, not {_shown(backbone)}")
+    adapt = entry.get("adapt", "full")
+    if not isinstance(adapt, str):
+        _fail(where, f"{field}.adapt", f"must be frozen, full or partial:N, not {_shown(adapt)}")
+    try:
+        adapt = str(Adaptation.parse(adapt))
+    except UsageError as exc:
+        _fail(where, f"{field}.adapt", str(exc))
+    only = entry.get("tasks")
+    if only is not None:
+        only = _names(only, where, f"{field}.tasks", "the leaderboard's tasks")
+        for task in only:
+            if task not in tasks:
+                _fail(where, f"{field}.tasks", f"{task!r} is not among the leaderboard's tasks ({', '.join(tasks)})")
+    if backbone in BACKBONES:
+        spec = BACKBONES.get(backbone)
+        try:
+            Adaptation.parse(adapt).check_layers(spec.num_layers, backbone)
+        except UsageError as exc:
+            _fail(where, f"{field}.adapt", str(exc))
+        modality = spec.modality
+        for task in only or ():
+            needed = TASKS.get(task).spec.backbone_kind
+            if modality != needed:
+                _fail(where, f"{field}.tasks", f"backbone {backbone!r} is a {modality} backbone; task {task!r} "
+                                               f"needs a {needed} one")
+    elif only is None:  # an unregistered one (a folder, a hub id) must list its tasks
+        _fail(where, f"{field}.backbone", f"{BACKBONES.unknown(backbone)} (a folder or hub id needs a 'tasks' list)")
+    return ModelSelection(backbone, adapt, only)
+
+
+def _no_repeated_models(models: tuple[ModelSelection, ...], where: str) -> None:
+    """Two entries of one backbone and adaptation mode may share no task: they would be the same runs."""
+    for i, model in enumerate(models):
+        for j, other in enumerate(models[:i]):
+            shared = model.tasks is None or other.tasks is None or set(model.tasks) & set(other.tasks)
+            if (model.backbone, model.adapt) == (other.backbone, other.adapt) and shared:
+                _fail(where, f"models[{i}]", f"repeats models[{j}] (backbone {model.backbone!r}, adapt {model.adapt})")

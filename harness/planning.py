@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,8 @@ from harness.assets import ResolvedAsset
 from harness.backbones.spec import BackboneSpec, resolve_backbone
 from harness.errors import UsageError
 from harness.leaderboard import Cell, Leaderboard
-from harness.store import config_hash, make_run_id
+from harness.protocol import PRECISIONS, TrainingProtocol
+from harness.store import MAX_SEED, config_hash, make_run_id, seed_problem
 from harness.task import TASKS, Task
 
 
@@ -41,21 +43,21 @@ class RunPlan:
 def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None,
               seeds: Sequence[int] = (0,), adapt: str | None = None, deterministic: bool = False,
               data_dir: str | None = None) -> list[RunPlan]:
-    """One plan per distinct seed (order kept). Unknown names and invalid settings raise UsageError.
+    """One plan per seed (order kept). Unknown names and invalid settings (a seed out of range or repeated)
+    raise UsageError.
     `protocol` is a name from the task's table, or a protocol derived from one by the caller, e.g.
     `task.protocols["standard"].with_changes(name="standard-1epoch", epochs=1)` (its name goes into the run id)."""
+    seeds = check_seeds(seeds)
     task_obj = TASKS.get(task)(data_dir=data_dir) if data_dir else TASKS.get(task)()
     spec = task_obj.spec
     chosen_protocol = _choose_protocol(task_obj, protocol)
     adaptation = Adaptation.parse(adapt or spec.default_adapt)
     backbone_spec = resolve_backbone(backbone or spec.default_backbone, spec.backbone_kind)
     adaptation.check_layers(backbone_spec.num_layers, backbone_spec.name)
-    if not seeds or any(s < 0 for s in seeds):
-        raise UsageError("seeds must be non-negative integers")
     asset = backbone_spec.resolve()
     data = task_obj.data_fingerprint()
     plans = []
-    for seed in dict.fromkeys(seeds):  # unique, order kept
+    for seed in seeds:
         config = {
             "task": spec.name,
             "task_version": spec.version,
@@ -75,6 +77,52 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
     return plans
 
 
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def parse_seed(text: str) -> int:
+    """A seed as written on the command line: decimal digits (ASCII; spaces around them are fine), 0 to
+    2**32 - 1; UsageError otherwise."""
+    digits = text.strip(" \t")
+    if not re.fullmatch(r"[0-9]+", digits):  # int() would also take '+1', '1_0' and other scripts' digits
+        raise UsageError(f"invalid seed {_shown(text)}: expected an integer from 0 to {MAX_SEED}")
+    if len(digits.lstrip("0")) > len(str(MAX_SEED)) or int(digits) > MAX_SEED:
+        raise UsageError(f"invalid seed {_shown(text)}: seeds go from 0 to {MAX_SEED} (2**32 - 1)")
+    return int(digits)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Comma-separated seeds as written on the command line, e.g. "0,1,2": no empty item, no seed twice."""
+    if not text.strip(" \t"):
+        raise UsageError("expected a comma-separated list of seeds, e.g. 0,1,2")
+    seeds: list[int] = []
+    for part in text.split(","):
+        if not part.strip(" \t"):
+            raise UsageError(f"invalid seed list {_shown(text)}: an empty item (write them as 0,1,2)")
+        seed = parse_seed(part)
+        if seed in seeds:
+            raise UsageError(f"invalid seed list {_shown(text)}: seed {seed} is given twice")
+        seeds.append(seed)
+    return seeds
+
+
+def check_seeds(seeds: Sequence[Any]) -> list[int]:
+    """The seeds of a request: at least one, each an integer from 0 to 2**32 - 1, none twice (the runs
+    would be the same run); UsageError otherwise, before anything is resolved or claimed."""
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence) or not seeds:
+        raise UsageError(f"seeds must be a non-empty list of integers, not {seeds!r:.40}")
+    seen: set[int] = set()
+    for seed in seeds:
+        problem = seed_problem(seed)
+        if problem is not None:
+            raise UsageError(f"invalid seed: {problem}")
+        if seed in seen:
+            raise UsageError(f"seed {seed} is given twice: each seed is one run")
+        seen.add(seed)
+    return list(seeds)
+
+
 def _choose_protocol(task: Task, protocol: str | Any) -> Any:
     if protocol is not None and not isinstance(protocol, str):  # a recipe the caller derived from the table's
         kinds = {type(p) for p in task.protocols.values()}
@@ -86,6 +134,30 @@ def _choose_protocol(task: Task, protocol: str | Any) -> Any:
     if name not in task.protocols:
         raise UsageError(f"unknown protocol '{name}' for task '{task.spec.name}' (use {', '.join(task.protocols)})")
     return task.protocols[name]
+
+
+def protocol_variant(task: str, protocol: str | Any = None, precision: str | None = None,
+                     compile: bool = False) -> str | Any:
+    """`protocol` run in another precision or compiled: the same recipe with those fields changed and a name of
+    its own ("quick+bf16", "quick+compile"), so reports never mix its runs with the plain recipe's."""
+    if precision is None and not compile:
+        return protocol
+    task_obj = TASKS.get(task)()
+    chosen = _choose_protocol(task_obj, protocol)
+    if not isinstance(chosen, TrainingProtocol):
+        raise UsageError(f"--precision and --compile apply to supervised tasks; '{task}' is a control task")
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
+    changes: dict[str, Any] = {}
+    if precision is not None and precision != chosen.precision:
+        changes["precision"] = precision
+    if compile and not chosen.compile:
+        changes["compile"] = True
+    if not changes:
+        return chosen
+    suffix = [changes["precision"]] if "precision" in changes else []
+    name = "+".join([chosen.name, *suffix, *(["compile"] if "compile" in changes else [])])
+    return chosen.with_changes(name=name, **changes)
 
 
 def plan_cell(board: Leaderboard, cell: Cell) -> RunPlan:
@@ -101,10 +173,26 @@ def plan_for_record(record: dict[str, Any], data_dir: str | None = None) -> RunP
     if backbone.startswith("/") and not Path(backbone).is_dir():
         raise UsageError(f"run {record['run_id']} was trained from the backbone folder {backbone}, "
                          "which no longer exists: put the folder back to explain it")
-    plan = plan_runs(record["task"], backbone, record["protocol"], [record["seed"]], record["adapt"],
+    plan = plan_runs(record["task"], backbone, _recorded_protocol(record), [record["seed"]], record["adapt"],
                      bool(record["config"].get("deterministic")), data_dir)[0]
     if plan.config_hash != record["config_hash"]:
         changed = sorted(k for k in plan.config if plan.config.get(k) != record["config"].get(k))
         raise UsageError(f"run {record['run_id']} cannot be rebuilt here: its configuration differs in "
                          f"{', '.join(changed) or 'the config hash'} (another harness version, task version or data)")
     return plan
+
+
+def _recorded_protocol(record: dict[str, Any]) -> str | Any:
+    """A stored run's protocol: its name in the task's table, or, for a recipe derived from one (another
+    precision, a compiled backbone, ...), the recipe rebuilt from the record's configuration."""
+    task = TASKS.get(record["task"])
+    if record["protocol"] in task.protocols:
+        return record["protocol"]
+    fields = record["config"].get("protocol")
+    if not isinstance(fields, dict):
+        raise UsageError(f"run {record['run_id']} does not record its protocol's fields")
+    kind = type(next(iter(task.protocols.values())))
+    try:
+        return kind(**fields)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"run {record['run_id']}: its protocol cannot be rebuilt here ({exc})") from None

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.errors import one_line
 from harness.store import record_modality
+
+
+def error_line(message: str) -> str:
+    """The one line the CLI prints for an error (line breaks in the message become spaces)."""
+    return f"harness: error: {one_line(message)}"
 
 
 def _cell(value: Any) -> str:
@@ -101,3 +107,17 @@ def seed_summary_line(summary: dict[str, Any] | None) -> str:
     return (f"{summary['task']} over {summary['n']} seeds: {label} {summary['estimate']:.4f}, "
             f"95% CI [{summary['low']:.4f}, {summary['high']:.4f}]{spread}, "
             f"min {summary['min']:.4f}, max {summary['max']:.4f}")
+
+
+def precision_summary(check: dict[str, Any]) -> str:
+    """The precision self-check as text: per seed, fp32 and bf16 scores, their paired difference, the speed-up."""
+    lines = [f"precision check: {check['task']} / {check['backbone']} ({check['adapt']}), {check['metric']}, "
+             "bf16 - fp32 per seed (paired over test examples, 95% interval)"]
+    for row in check["seeds"]:
+        interval = f" [{row['low']:+.4f}, {row['high']:+.4f}] p={row['p_value']:.3f}" if row["low"] is not None else ""
+        speed = f", bf16 trains {row['speedup']:.2f}x as fast" if row["speedup"] else ""
+        lines.append(f"  seed {row['seed']}: fp32 {row['fp32']:.4f}  bf16 {row['bf16']:.4f}  "
+                     f"difference {row['difference']:+.4f}{interval}{speed}")
+    lines.append(f"  mean difference {check['mean_difference']:+.4f}"
+                 + (f", median speed-up {check['median_speedup']:.2f}x" if check["median_speedup"] else ""))
+    return "\n".join(lines)

@@ -7,6 +7,8 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 PROTOCOL_NAMES = ("smoke", "quick", "standard")
+BATCHING = ("length-grouped", "random")
+PRECISIONS = ("auto", "fp32", "bf16")
 P = TypeVar("P")
 
 
@@ -35,6 +37,13 @@ class TrainingProtocol:
     warmup_ratio: float = 0.1
     grad_clip: float = 1.0
     layer_mix: str = "last"  # "last" layer or a learned softmax-"weighted" mix of all layers
+    # "length-grouped": training batches of rows of similar length, in a shuffled order, when the task reports
+    # input lengths (text); rows that all take the same positions (images, fixed clips) batch randomly anyway
+    batching: str = "length-grouped"
+    # "auto": bf16 autocast on CUDA, fp32 elsewhere; "bf16": bf16 autocast on any device (CPUs with
+    # AVX512-BF16/AMX run it fast); "fp32": no autocast anywhere
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the backbone (opt-in: compiling costs time before the first step)
     train_limit: int | None = None
     dev_limit: int | None = None
     test_limit: int | None = None
@@ -43,6 +52,10 @@ class TrainingProtocol:
     def __post_init__(self) -> None:
         if self.layer_mix not in ("last", "weighted"):
             raise ValueError(f"layer_mix must be 'last' or 'weighted', not {self.layer_mix!r}")
+        if self.batching not in BATCHING:
+            raise ValueError(f"batching must be one of {', '.join(BATCHING)}, not {self.batching!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
 
     def to_dict(self) -> dict[str, Any]:

@@ -170,7 +170,19 @@ class SupervisedTask(Protocol):
         """The batch without inputs (ids and targets): used with cached pooled features."""
         ...
 
-    def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput: ...
+    def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
+        """Loss, predictions and references of a batch (evaluation)."""
+        ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of a batch, without building predictions (a training step needs none)."""
+        ...
+
+    def input_lengths(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> list[int] | None:
+        """How many positions each row takes after collate (tokens for text), or None when all rows take
+        the same: with lengths, training batches group rows of similar length and evaluation runs in
+        length order, so little of what the backbone computes is padding."""
+        ...
 
     def compute_metrics(self, preds: list[Any], refs: list[Any]) -> dict[str, float]:
         """Every metric in `metrics`, by name."""
@@ -209,6 +221,17 @@ class DatasetTask(Task):
 
     def collate_targets(self, rows: list[Example]) -> dict[str, Any]:
         raise NotImplementedError(f"task '{self.spec.name}' does not batch targets apart from inputs")
+
+    def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Default: the loss of `step` (bases override it to skip building predictions)."""
+        return self.step(model, batch).loss
+
+    def input_lengths(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> list[int] | None:
+        """Default: None (every row takes the same number of positions, e.g. resized images)."""
+        return None
 
 
 def _validate_task(name: str, obj: Any) -> Any:

@@ -6,7 +6,7 @@ subclass, set `spec`, `protocols` and `label_names`, implement `read_splits()` a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from harness.classification import ClassificationTask
 from harness.metrics import ENTITY_METRICS, MetricSpec, entity_scores
@@ -39,29 +39,38 @@ class TokenClassificationTask(DatasetTask):
 
         return TokenClassificationHead(feature_dim, len(self.label_names))
 
+    def input_lengths(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> list[int]:
+        return [len(e.input_ids) for e in encode_rows(self, rows, backbone, protocol, words=True)]
+
     def collate(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                 train: bool = False) -> dict[str, Any]:
         import torch
 
-        encoded = backbone.tokenizer([r.input for r in rows], is_split_into_words=True, truncation=True,
-                                     max_length=_max_length(protocol), padding=True, return_tensors="pt")
+        encoded = encode_rows(self, rows, backbone, protocol, words=True)
+        inputs, offsets = pad_encodings(backbone.tokenizer, encoded)
         label_index = {t: i for i, t in enumerate(self.label_names)}
-        labels = torch.full(encoded["input_ids"].shape, -100, dtype=torch.long)
-        word_index = torch.full(encoded["input_ids"].shape, -1, dtype=torch.long)
-        for i, row in enumerate(rows):
+        labels = torch.full(inputs["input_ids"].shape, -100, dtype=torch.long)
+        word_index = torch.full(inputs["input_ids"].shape, -1, dtype=torch.long)
+        for i, (row, encoding) in enumerate(zip(rows, encoded, strict=True)):
             previous = None
-            for position, word in enumerate(encoded.word_ids(i)):
+            for position, word in enumerate(encoding.word_ids, offsets[i]):
                 if word is not None and word != previous:
                     labels[i, position] = label_index[row.target[word]]
                     word_index[i, position] = word
                 previous = word
         return {
             "ids": [r.id for r in rows],
-            "inputs": {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]},
+            "inputs": inputs,
             "labels": labels,
             "word_index": word_index,
             "targets": [list(r.target) for r in rows],
         }
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        logits = model(batch["inputs"])
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
 
     def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
         import torch.nn.functional as F
@@ -89,8 +98,40 @@ class SequenceClassificationTask(ClassificationTask):
     kind: ClassVar[str] = "sequence-classification"
     explainer: ClassVar[str] = "sentence"
 
+    def input_lengths(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> list[int]:
+        return [len(e.input_ids) for e in encode_rows(self, rows, backbone, protocol, words=False)]
+
     def collate_inputs(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                        train: bool) -> dict[str, Any]:
-        encoded = backbone.tokenizer([r.input for r in rows], truncation=True, padding=True,
-                                     max_length=_max_length(protocol), return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        inputs, _ = pad_encodings(backbone.tokenizer, encode_rows(self, rows, backbone, protocol, words=False))
+        return inputs
+
+
+class Encoding(NamedTuple):
+    input_ids: list[int]
+    word_ids: list[int | None]  # empty unless the input was split into words
+
+
+def encode_rows(task: Any, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
+                words: bool) -> list[Encoding]:
+    """Each row tokenised (truncated, not padded) once per tokenizer and max_length, not once per batch
+    per epoch: the rows a call has not seen yet are tokenised together and kept on the task."""
+    tokenizer, max_length = backbone.tokenizer, _max_length(protocol)
+    cache = task.__dict__.setdefault("_encodings", {}).setdefault((tokenizer.name_or_path, max_length), {})
+    missing = list({r.id: r for r in rows if r.id not in cache}.values())
+    if missing:
+        encoded = tokenizer([r.input for r in missing], is_split_into_words=words, truncation=True,
+                            max_length=max_length)
+        for i, row in enumerate(missing):
+            cache[row.id] = Encoding(encoded["input_ids"][i], encoded.word_ids(i) if words else [])
+    return [cache[r.id] for r in rows]
+
+
+def pad_encodings(tokenizer: Any, encodings: list[Encoding]) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """The batch padded to its longest row by the tokenizer (its pad id and side), and where each row's
+    first token landed (its offset: non-zero only under left padding)."""
+    padded = tokenizer.pad({"input_ids": [e.input_ids for e in encodings]}, padding=True, return_tensors="pt")
+    width = padded["input_ids"].shape[1]
+    left = tokenizer.padding_side == "left"
+    offsets = [width - len(e.input_ids) if left else 0 for e in encodings]
+    return {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}, offsets

@@ -33,9 +33,9 @@ class AcrobotTask(ControlTask):
                                                     "theta1 velocity", "theta2 velocity")
     action_names: ClassVar[tuple[str, ...]] = ("torque -1", "torque 0", "torque +1")
     protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
-        smoke=ControlProtocol(algo="dqn", total_timesteps=1000, hyperparams=ZOO_DQN, backbone=MLP,
+        smoke=ControlProtocol(algo="dqn", total_timesteps=1000, hyperparams=ZOO_DQN, backbone=MLP, threads=1,
                               eval_episodes=3),
-        quick=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP),
-        standard=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP,
+        quick=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP, threads=1),
+        standard=ControlProtocol(algo="dqn", total_timesteps=100_000, hyperparams=ZOO_DQN, backbone=MLP, threads=1,
                                  eval_episodes=100),
     )

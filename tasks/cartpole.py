@@ -35,8 +35,9 @@ class CartPoleTask(ControlTask):
     action_names: ClassVar[tuple[str, ...]] = ("push left", "push right")
     protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
         smoke=ControlProtocol(algo="ppo", total_timesteps=2048, n_envs=8, hyperparams=ZOO_PPO | {"n_epochs": 2},
-                              backbone=MLP, eval_episodes=5),
-        quick=ControlProtocol(algo="ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO, backbone=MLP),
+                              backbone=MLP, threads=1, eval_episodes=5),
+        quick=ControlProtocol(algo="ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO, backbone=MLP,
+                              threads=1),
         standard=ControlProtocol(algo="ppo", total_timesteps=100_000, n_envs=8, hyperparams=ZOO_PPO,
-                                 backbone=MLP, eval_episodes=100),
+                                 backbone=MLP, threads=1, eval_episodes=100),
     )

@@ -33,8 +33,8 @@ class MountainCarTask(ControlTask):
     action_names: ClassVar[tuple[str, ...]] = ("accelerate left", "no push", "accelerate right")
     protocols: ClassVar[dict[str, ControlProtocol]] = protocol_table(
         smoke=ControlProtocol(algo="dqn", total_timesteps=1000, hyperparams=ZOO_DQN | {"learning_starts": 100},
-                              backbone=MLP, eval_episodes=3),
-        quick=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP),
-        standard=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP,
+                              backbone=MLP, threads=1, eval_episodes=3),
+        quick=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP, threads=1),
+        standard=ControlProtocol(algo="dqn", total_timesteps=120_000, hyperparams=ZOO_DQN, backbone=MLP, threads=1,
                                  eval_episodes=100),
     )

@@ -41,8 +41,13 @@ def test_keywords_smoke_frozen_reuses_features_for_a_second_seed(runs: Path) -> 
     assert first["config"]["data"].startswith("sha256:")
     second = _record(run_cli("run", "--task", "keywords", "--protocol", "smoke", "--seed", "1", "--json", "--quiet",
                              runs_dir=runs))
-    assert second["timing"]["feature_cache"] == "hit"
+    assert second["execution"]["feature_cache"] == "hit"
     assert second["config"]["data"] == first["config"]["data"]
+    # the first seed again, now from the cache: the same numbers as when its features were computed
+    again = _record(run_cli("run", "--task", "keywords", "--protocol", "smoke", "--force", "--json", "--quiet",
+                            runs_dir=runs))
+    assert first["execution"]["feature_cache"] == "miss" and again["execution"]["feature_cache"] == "hit"
+    assert again["metrics"] == first["metrics"] and again["dev_history"] == first["dev_history"]
 
 
 def test_cifar10_from_a_written_archive(runs: Path, tmp_path: Path) -> None:

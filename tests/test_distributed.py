@@ -101,7 +101,7 @@ def test_two_processes_match_one(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert abs(two["primary"] - one["primary"]) <= TOLERANCE, (one["metrics"], two["metrics"])
     assert (two["n_train"], two["best_epoch"]) == (one["n_train"], one["best_epoch"])
     if "frozen" in args:
-        assert (two["timing"]["feature_cache"], one["timing"]["feature_cache"]) == ("miss", "hit")
+        assert (two["execution"]["feature_cache"], one["execution"]["feature_cache"]) == ("miss", "hit")
 
 
 def test_torchrun_makes_the_run_the_harness_launch_makes(tmp_path: Path, tiny_text_backbone: Path) -> None:

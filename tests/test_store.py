@@ -13,9 +13,11 @@ from harness.store import RESULT, RunStore, config_hash, make_run_id, write_atom
 
 
 def _record(run_id: str, digest: str = "h", status: str = "complete", **extra: object) -> dict:
-    return {"run_id": run_id, "config_hash": digest, "status": status, "task": "ner", "task_version": "1",
-            "backbone": "minilm", "adapt": "full", "protocol": "smoke", "seed": 0,
-            "primary_metric": "entity_f1", "primary": 0.5, "created_at": "2026-01-01T00:00:00", **extra}
+    """A valid run record (harness.store.record_problem): every field of the schema."""
+    return {"schema_version": 1, "run_id": run_id, "config_hash": digest, "status": status, "task": "ner",
+            "task_version": "1", "backbone": "minilm", "adapt": "full", "protocol": "smoke", "seed": 0, "config": {},
+            "primary_metric": "entity_f1", "metrics": {"entity_f1": 0.5}, "primary": 0.5, "n_examples": 1,
+            "timing": {}, "env": {}, "created_at": "2026-01-01T00:00:00", **extra}
 
 
 def test_config_hash_is_canonical() -> None:

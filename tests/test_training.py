@@ -11,7 +11,7 @@ from harness.adaptation import Adaptation
 from harness.backbones.spec import resolve_backbone
 from harness.errors import RunFailed
 from harness.progress import ProgressReporter
-from harness.task import StepOutput, get_task
+from harness.task import get_task
 from harness.training.model import build_task_model
 from harness.training.seeding import seed_everything
 from harness.training.supervised import train_and_evaluate
@@ -75,9 +75,8 @@ def test_best_dev_epoch_is_the_one_tested(tiny_text_backbone: Path) -> None:
 
 def test_non_finite_loss_stops_the_run(tiny_text_backbone: Path) -> None:
     class ExplodingNer(type(get_task("ner"))):
-        def step(self, model, batch) -> StepOutput:
-            out = super().step(model, batch)
-            return StepOutput(out.loss * float("nan"), out.preds, out.refs)
+        def loss(self, model, batch):
+            return super().loss(model, batch) * float("nan")
 
     with pytest.raises(RunFailed, match=r"loss became nan at epoch 1 step 1"):
         _train(tiny_text_backbone, "full", task=ExplodingNer())
@@ -102,14 +101,14 @@ def test_frozen_features_are_cached_and_reused(tiny_text_backbone: Path, tmp_pat
 
     uncached = run(None)
     first = run(FeatureCache(identity, tmp_path))
-    assert first.timing["feature_cache"] == "miss"
+    assert first.execution["feature_cache"] == "miss"
     second = run(FeatureCache(identity, tmp_path))
-    assert second.timing["feature_cache"] == "hit"
+    assert second.execution["feature_cache"] == "hit"
     assert uncached.test.metrics == first.test.metrics == second.test.metrics
-    assert run(FeatureCache(identity, tmp_path), seed=1).timing["feature_cache"] == "hit"
+    assert run(FeatureCache(identity, tmp_path), seed=1).execution["feature_cache"] == "hit"
     # another backbone revision is another cache entry; a damaged file is recomputed, not trusted
-    assert run(FeatureCache(identity | {"revision": "r2"}, tmp_path)).timing["feature_cache"] == "miss"
+    assert run(FeatureCache(identity | {"revision": "r2"}, tmp_path)).execution["feature_cache"] == "miss"
     for path in (tmp_path / "features").rglob("*.safetensors"):
         path.write_bytes(b"garbage")
-    assert run(FeatureCache(identity, tmp_path)).timing["feature_cache"] == "miss"
-    assert run(FeatureCache(identity, tmp_path)).timing["feature_cache"] == "hit"
+    assert run(FeatureCache(identity, tmp_path)).execution["feature_cache"] == "miss"
+    assert run(FeatureCache(identity, tmp_path)).execution["feature_cache"] == "hit"

@@ -72,9 +72,10 @@ class WhisperEncoderBackbone(nn.Module):
                               max_length=self._extractor.n_samples, truncation=True)
         return out["input_features"]
 
-    def forward(self, input_features: torch.Tensor, **_: Any) -> Features:
-        out = self.encoder(input_features.to(self._positions.dtype), output_hidden_states=True)
-        hidden = tuple(out.hidden_states)
+    def forward(self, input_features: torch.Tensor, all_hidden_states: bool = True, **_: Any) -> Features:
+        """`all_hidden_states=False` (the featurizer reads the last layer only) returns just the last one."""
+        out = self.encoder(input_features.to(self._positions.dtype), output_hidden_states=all_hidden_states)
+        hidden = tuple(out.hidden_states) if all_hidden_states else (out.last_hidden_state,)
         mask = torch.ones(hidden[-1].shape[:2], dtype=torch.long, device=hidden[-1].device)
         return Features(sequence=hidden[-1], hidden_states=hidden, mask=mask, pooled=hidden[-1].mean(1))
 

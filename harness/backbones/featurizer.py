@@ -7,12 +7,16 @@ from torch import nn
 
 
 class LastLayer(nn.Module):
+    needs_all_layers = False  # the backbone need not return its other hidden states
+
     def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return hidden_states[-1]
 
 
 class WeightedLayerSum(nn.Module):
     """A learned softmax-weighted mix of all layers: what frozen probes of speech/text models use."""
+
+    needs_all_layers = True
 
     def __init__(self, num_states: int):
         super().__init__()

@@ -27,9 +27,11 @@ class TextBackbone(nn.Module):
         self.num_layers: int = model.config.num_hidden_layers
         self.num_hidden_states: int = self.num_layers + 1  # embeddings + every layer
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Features:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        hidden = tuple(out.hidden_states)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, all_hidden_states: bool = True,
+                **_: Any) -> Features:
+        """`all_hidden_states=False` (the featurizer reads the last layer only) returns just the last one."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=all_hidden_states)
+        hidden = tuple(out.hidden_states) if all_hidden_states else (out.last_hidden_state,)
         return Features(sequence=hidden[-1], hidden_states=hidden, mask=attention_mask,
                         pooled=masked_mean(hidden[-1], attention_mask))
 

@@ -15,20 +15,16 @@ import torch
 from harness.errors import UsageError
 from harness.explain.policy import PolicyProbs
 from harness.planning import RunPlan
-from harness.store import WEIGHTS, RunStore
+from harness.store import RunStore
 from harness.training.model import build_task_model
 from harness.training.reinforcement import build_agent
 from harness.training.train import policy_backbone_factory
 
 
 def load_weights(store: RunStore, run_id: str) -> dict[str, torch.Tensor]:
-    """The run's stored trained tensors (safetensors)."""
-    from safetensors.torch import load_file
-
-    path = store.run_dir(run_id) / WEIGHTS
-    if not path.is_file():
-        raise UsageError(f"run {run_id} has no {WEIGHTS}: its trained model cannot be rebuilt")
-    return load_file(str(path))
+    """The run's stored trained tensors (safetensors); a missing, truncated or foreign file is one DamagedRecord
+    error naming it and the command that makes the run again."""
+    return store.read_weights(run_id)
 
 
 def rebuild_task_model(plan: RunPlan, store: RunStore, run_id: str, device: str) -> tuple[Any, Any]:

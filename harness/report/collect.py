@@ -21,9 +21,14 @@ RUN_COLUMNS = ["run_id", "task", "task_version", "protocol", "backbone", "adapt"
 
 
 def runs_table(store: RunStore) -> pd.DataFrame:
-    """One row per complete run; metrics as `metric:NAME` columns."""
+    """One row per complete run; metrics as `metric:NAME` columns. Damaged records are left out, each with a
+    warning naming it (stderr)."""
+    records, damaged = store.scan()
+    for run_id, problem in damaged:
+        log.warning("warning: leaving out the damaged run %s: %s (harness show %s says how to make it again)",
+                    run_id, problem, run_id)
     rows = []
-    for record in store.records():
+    for record in records:
         if record.get("status") != "complete":
             continue
         timing = record.get("timing", {})

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.errors import UsageError
 from harness.report.plots import differences_plot, rank_plot, task_scores_plot
 from harness.store import write_atomic
 
@@ -56,16 +58,43 @@ def cells_frame(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def check_folder(out: Path) -> None:
+    """UsageError, one line naming it, when `out` cannot be a report folder: an existing file or device, or a
+    place this process cannot write (checked on the nearest folder that exists). Creates nothing."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"cannot write the report to {out}: it exists and is not a folder (choose another --out)")
+        existing = out
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UsageError(f"cannot write the report to {out}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the report to {out}: {existing} is not writable")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+
+
 def write_leaderboard(report: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     plots = {"scores.svg": task_scores_plot(report), "ranks.svg": rank_plot(report)}
-    return _write(out, "leaderboard", report, plots, cells_frame(report))
+    return _write_folder(out, "leaderboard", report, plots, cells_frame(report))
 
 
 def write_comparison(comparison: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     plots = {"differences.svg": differences_plot(comparison)}
-    return _write(out, "comparison", comparison, plots, pd.DataFrame(comparison["rows"]))
+    return _write_folder(out, "comparison", comparison, plots, pd.DataFrame(comparison["rows"]))
+
+
+def _write_folder(out: Path, kind: str, data: dict[str, Any], plots: dict[str, str | None],
+                  table: pd.DataFrame) -> list[Path]:
+    """`_write` into `out` (created): a place that cannot be written is one UsageError line naming it."""
+    check_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _write(out, kind, data, plots, table)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise UsageError(f"cannot write the report to {out}{where}: {exc.strerror or exc}") from None
 
 
 def _explanation_images(out: Path, data: dict[str, Any]) -> tuple[dict[str, str], list[Path]]:

@@ -26,6 +26,7 @@ class TaskModel(nn.Module):
             hidden = tuple(pooled[:, i:i + 1, :] for i in range(pooled.shape[1]))
             mask = torch.ones(pooled.shape[0], 1, dtype=torch.long, device=pooled.device)
             return self.head(self.featurizer(hidden), mask)
+        inputs = {**inputs, "all_hidden_states": self.featurizer.needs_all_layers}
         if self.adaptation.mode == "frozen":
             with torch.no_grad():
                 features = self.backbone(**inputs)
@@ -36,7 +37,7 @@ class TaskModel(nn.Module):
     def logits(self, inputs: dict[str, Any]) -> torch.Tensor:
         """The same function as forward on raw inputs, but differentiable through the backbone even when it
         is frozen: what attribution methods (explain/) need."""
-        features = self.backbone(**inputs)
+        features = self.backbone(**inputs, all_hidden_states=self.featurizer.needs_all_layers)
         return self.head(self.featurizer(features.hidden_states), features.mask)
 
     def train(self, mode: bool = True) -> TaskModel:
@@ -83,9 +84,11 @@ def apply_adaptation(backbone: nn.Module, adaptation: Adaptation) -> None:
 
 
 def build_task_model(task: Any, spec: Any, backbone: nn.Module, protocol: Any, adaptation: Adaptation) -> TaskModel:
-    if hasattr(backbone, "configure"):  # input-shape-dependent set-up, e.g. Whisper's positions for short clips
-        backbone.configure(protocol.inputs)
     adaptation.check_layers(backbone.num_layers, spec.name)
+    # the head first, straight after the caller seeded: its initial weights must not depend on whether the
+    # backbone was loaded (configuring one may draw random numbers) or stood in for by the feature cache
     featurizer = build_featurizer(protocol.layer_mix, backbone.num_hidden_states)
     head = task.build_head(spec, backbone.feature_dim)
+    if hasattr(backbone, "configure"):  # input-shape-dependent set-up, e.g. Whisper's positions for short clips
+        backbone.configure(protocol.inputs)
     return TaskModel(backbone, featurizer, head, adaptation)

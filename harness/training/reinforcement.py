@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from torch import nn
 
 from harness.control_tasks import ControlProtocol
 from harness.progress import ProgressReporter
-from harness.training.supervised import EvalResult, TrainResult, peak_memory_mb
+from harness.training.memory import peak_memory_mb
+from harness.training.supervised import EvalResult, TrainResult
 
 log = logging.getLogger("harness")
 EVAL_SEED_OFFSET = 1_000_003  # evaluation environments never share a seed with training ones
@@ -121,13 +123,13 @@ def build_agent(task: Any, make_backbone: Callable[[], nn.Module], protocol: Con
 def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module], protocol: ControlProtocol,
                                seed: int, device: str, frozen: bool, pretrained: bool,
                                progress: ProgressReporter) -> TrainResult:
-    model, env = build_agent(task, make_backbone, protocol, seed, device, frozen, pretrained)
-    started = time.perf_counter()
-    with progress.phase(f"{protocol.algo} {protocol.total_timesteps} steps", protocol.total_timesteps) as update:
-        model.learn(total_timesteps=protocol.total_timesteps, callback=_ProgressCallback(update))
-    train_seconds = time.perf_counter() - started
-
-    test = evaluate_policy(task, model, protocol, env if protocol.normalize_obs else None, seed)
+    with torch_threads(protocol.threads) as threads:
+        model, env = build_agent(task, make_backbone, protocol, seed, device, frozen, pretrained)
+        started = time.perf_counter()
+        with progress.phase(f"{protocol.algo} {protocol.total_timesteps} steps", protocol.total_timesteps) as update:
+            model.learn(total_timesteps=protocol.total_timesteps, callback=_ProgressCallback(update))
+        train_seconds = time.perf_counter() - started
+        test = evaluate_policy(task, model, protocol, env if protocol.normalize_obs else None, seed)
     timing = {
         "train_s": round(train_seconds, 3),
         "eval_s": round(test.seconds, 3),
@@ -140,8 +142,20 @@ def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module]
         state["obs_rms.mean"] = torch.as_tensor(env.obs_rms.mean, dtype=torch.float64)
         state["obs_rms.var"] = torch.as_tensor(env.obs_rms.var, dtype=torch.float64)
     env.close()
-    return TrainResult(test=test, best_epoch=0, timing=timing, trainable_state=state,
-                       n_train=protocol.total_timesteps, n_dev=0)
+    return TrainResult(test=test, best_epoch=0, timing=timing, execution={"threads": threads},
+                       trainable_state=state, n_train=protocol.total_timesteps, n_dev=0)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run with `threads` torch threads (None: as set), then restore the process's setting."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_policy(task: Any, model: Any, protocol: ControlProtocol, normalizer: Any, seed: int) -> EvalResult:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, send_to_device
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
@@ -25,8 +24,11 @@ from harness.errors import RunFailed
 from harness.progress import ProgressReporter
 from harness.protocol import TrainingProtocol
 from harness.task import Example, SupervisedTask
+from harness.training.batching import LengthGroupedBatchSampler, length_order
+from harness.training.devices import DeviceSettings, device_settings
 from harness.training.distributed import per_device_batch, world_size
 from harness.training.feature_cache import FeatureCache, pooled_layer_features
+from harness.training.memory import peak_memory_mb
 from harness.training.model import TaskModel
 from harness.training.seeding import seed_everything
 
@@ -48,7 +50,8 @@ class TrainResult:
     test: EvalResult
     best_epoch: int
     dev_history: list[dict[str, float]] = field(default_factory=list)
-    timing: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)  # seconds, throughput, peak memory: numbers only
+    execution: dict[str, Any] = field(default_factory=dict)  # how it ran: precision, batching, device settings
     trainable_state: dict[str, torch.Tensor] = field(default_factory=dict)
     n_train: int = 0
     n_dev: int = 0
@@ -60,30 +63,37 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
     head pools (classification), features are computed once per split (through `feature_cache` when
     given) and the loop trains the head on them; the numbers are the same either way."""
-    generator = seed_everything(seed, deterministic)
     splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
     log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
+    settings = device_settings(device, protocol, task.spec.modality)
     accelerator = _accelerator(device)
+    model = settings.place(model, accelerator.device)
+    if protocol.compile:
+        model.backbone.compile()  # in place: parameter names, and so saved weights, stay the same
     timing: dict[str, Any] = {}
-    collates = _collates(task, model, protocol, splits, accelerator, progress, feature_cache, timing)
-
-    train_loader = _train_loader(splits["train"], protocol, generator, collates["train"], accelerator)
-    optimizer = torch.optim.AdamW(_param_groups(model, protocol))
+    execution: dict[str, Any] = settings.describe() | {"compile": protocol.compile}
+    collates = _collates(task, model, protocol, splits, accelerator, progress, feature_cache, timing, execution)
+    lengths = _input_lengths(task, model, protocol, splits, execution)
+    # seeded after the features are computed or read from the cache: training draws the same random numbers
+    # whether or not computing features drew some (audio feature extraction may dither)
+    generator = seed_everything(seed, deterministic)
+    train_loader = _train_loader(splits["train"], protocol, generator, collates["train"], accelerator,
+                                 lengths["train"], settings)
+    optimizer = torch.optim.AdamW(_param_groups(model, protocol), fused=True if settings.fused_adamw else None)
     total_steps = max(1, protocol.epochs * len(train_loader))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    loop = _Loop(task, model, optimizer, scheduler, accelerator, protocol, progress)
-    primary = task.spec.primary
+    loop = _Loop(task, model, optimizer, scheduler, accelerator, protocol, progress, settings)
+    evaluator = _Evaluator(task, protocol, accelerator, progress, settings)
 
     best_value, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, float]] = []
-    train_seconds = 0.0
+    train_seconds, primary = 0.0, task.spec.primary
     for epoch in range(1, protocol.epochs + 1):
         started = time.perf_counter()
         train_loss = loop.epoch(train_loader, epoch)
         train_seconds += time.perf_counter() - started
-        dev_result = evaluate(task, model, splits["dev"], protocol, accelerator, progress, f"dev {epoch}",
-                              collates["dev"])
+        dev_result = evaluator(model, splits["dev"], f"dev {epoch}", collates["dev"], lengths["dev"])
         value = dev_result.metrics[primary.name] * (1 if primary.higher_is_better else -1)
         history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_result.loss,
                         **{f"dev_{k}": v for k, v in dev_result.metrics.items()}})
@@ -97,74 +107,105 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     if best_state is not None:
         unwrapped.load_state_dict(best_state, strict=False)
     log.info("testing the checkpoint of epoch %d (best dev %s)", best_epoch, primary.name)
-    test_result = evaluate(task, model, splits["test"], protocol, accelerator, progress, "test", collates["test"])
+    test_result = evaluator(model, splits["test"], "test", collates["test"], lengths["test"])
     timing |= _timing(len(splits["train"]) * protocol.epochs, train_seconds, test_result, device)
     return TrainResult(test=test_result, best_epoch=best_epoch, dev_history=history, timing=timing,
-                       trainable_state=unwrapped.trainable_state(), n_train=len(splits["train"]),
+                       execution=execution, trainable_state=unwrapped.trainable_state(), n_train=len(splits["train"]),
                        n_dev=len(splits["dev"]))
 
 
 def _accelerator(device: str) -> Accelerator:
-    # bf16 autocast only where it pays and is safe: CUDA. CPU runs stay in fp32.
-    precision = "bf16" if device == "cuda" else "no"
+    """Process placement, DDP and gradient clipping through accelerate; autocast is `settings.autocast`."""
     if world_size() == 1:
-        return Accelerator(cpu=device == "cpu", mixed_precision=precision)
+        return Accelerator(cpu=device == "cpu")
     # DDP with a static graph: parameters that a task never reads (BERT's pooler under a token head) are found
     # in the first step and left out of the all-reduce from then on
-    return Accelerator(cpu=device == "cpu", mixed_precision=precision,
-                       kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(static_graph=True)])
+
+
+def _input_lengths(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol,
+                   splits: dict[str, list[Example]], execution: dict[str, Any]) -> dict[str, list[int] | None]:
+    """Each split's row lengths when batches should group by length: the task reports lengths, the
+    protocol asks for grouping, and the rows are not cached pooled features (which all have one position)."""
+    pooled = model.adaptation.mode == "frozen" and task.pooled_features
+    lengths: dict[str, list[int] | None] = dict.fromkeys(splits)
+    if protocol.batching == "length-grouped" and not pooled:
+        lengths = {name: task.input_lengths(rows, model.backbone, protocol) for name, rows in splits.items()}
+    execution["batching"] = "length-grouped" if lengths["train"] is not None else "random"
+    return lengths
 
 
 def _train_loader(rows: list[Example], protocol: TrainingProtocol, generator: torch.Generator, collate: Callable,
-                  accelerator: Accelerator) -> Any:
-    """Shuffled training batches. On N processes each takes batch_size / N examples of every global batch of
-    batch_size (accelerate shards the loader; every process shuffles with the same generator), so one step
-    sees the examples a one-process step sees."""
-    if accelerator.num_processes == 1:
+                  accelerator: Accelerator, lengths: list[int] | None, settings: DeviceSettings) -> Any:
+    """Training batches of the protocol's (global) batch size: grouped by length when `lengths` are given,
+    shuffled otherwise. On N processes each takes batch_size / N examples of every global batch (every
+    process draws the same order from the same generator), so one step sees the examples a one-process
+    step sees."""
+    processes = accelerator.num_processes
+    if lengths is not None:
+        per_device_batch(protocol.batch_size, processes)  # the same check as for random batches
+        sampler = LengthGroupedBatchSampler(lengths, protocol.batch_size, generator, accelerator.process_index,
+                                            processes)
+        return DataLoader(rows, batch_sampler=sampler, collate_fn=collate, **settings.loader_options())
+    if processes == 1:
         return DataLoader(rows, batch_size=protocol.batch_size, shuffle=True, generator=generator,
-                          collate_fn=collate)
-    size = per_device_batch(protocol.batch_size, accelerator.num_processes)
-    loader = DataLoader(rows, batch_size=size, shuffle=True, generator=generator, collate_fn=collate)
+                          collate_fn=collate, **settings.loader_options())
+    size = per_device_batch(protocol.batch_size, processes)
+    loader = DataLoader(rows, batch_size=size, shuffle=True, generator=generator, collate_fn=collate,
+                        **settings.loader_options())
     return accelerator.prepare_data_loader(loader)
 
 
 class _Loop:
-    """One epoch of optimisation: forward under autocast, a finite-loss guard, backward, clip, step."""
+    """One epoch of optimisation: forward under autocast, a finite-loss guard, backward, clip, step. A training
+    step builds no predictions (`task.loss`), and reads the loss back to the host only every `sync_every` steps
+    (every step on CPU, where reading it costs nothing)."""
 
     def __init__(self, task: SupervisedTask, model: Any, optimizer: Any, scheduler: Any, accelerator: Any,
-                 protocol: TrainingProtocol, progress: ProgressReporter):
+                 protocol: TrainingProtocol, progress: ProgressReporter, settings: DeviceSettings):
         self.task, self.model, self.optimizer, self.scheduler = task, model, optimizer, scheduler
-        self.accelerator, self.protocol, self.progress = accelerator, protocol, progress
+        self.accelerator, self.protocol, self.progress, self.settings = accelerator, protocol, progress, settings
         self.trainable = [p for p in model.parameters() if p.requires_grad]
 
     def epoch(self, loader: DataLoader, epoch: int) -> float:
         """Train one pass over `loader`; returns the mean training loss per example."""
         self.model.train()
-        running, seen = 0.0, 0
+        device = self.accelerator.device
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        seen, reported, sync_every = 0, 0, self.settings.sync_every
         with self.progress.phase(f"epoch {epoch}/{self.protocol.epochs}", len(loader)) as update:
             for step, batch in enumerate(loader, 1):
-                batch = send_to_device(batch, self.accelerator.device)
-                with self.accelerator.autocast():
-                    out = self.task.step(self.model, batch)
-                loss = out.loss.detach()
-                if self.accelerator.num_processes > 1:  # all processes stop together when one loss is not finite
-                    loss = self.accelerator.gather(loss.float().reshape(1)).sum()
-                if not torch.isfinite(loss):
-                    raise RunFailed(f"loss became {loss.item()} at epoch {epoch} step {step}; "
-                                    "the run is stopped (try a lower learning rate)")
+                batch = self.settings.to_device(batch, device)
+                with self.settings.autocast(self.accelerator.device):
+                    loss = self.task.loss(self.model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                self.accelerator.backward(out.loss)
+                self.accelerator.backward(loss)
                 if self.protocol.grad_clip:
                     self.accelerator.clip_grad_norm_(self.trainable, self.protocol.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
-                running += out.loss.item() * len(out.refs)
-                seen += len(out.refs)
-                update(loss=running / max(seen, 1))
+                count = len(batch["ids"])
+                running += loss.detach().double() * count
+                seen += count
+                if step % sync_every == 0 or step == len(loader):
+                    self._check_finite(running, epoch, step)
+                    update(advance=step - reported, loss=running.item() / max(seen, 1))
+                    reported = step
+        totals = torch.stack([running, torch.tensor(float(seen), dtype=torch.float64, device=device)])
         if self.accelerator.num_processes > 1:  # the mean over every process's examples
-            totals = torch.tensor([running, seen], dtype=torch.float64, device=self.accelerator.device)
-            running, seen = self.accelerator.reduce(totals, reduction="sum").tolist()
-        return running / max(seen, 1)
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        running_sum, seen_sum = totals.tolist()
+        return running_sum / max(seen_sum, 1)
+
+    def _check_finite(self, running: torch.Tensor, epoch: int, step: int) -> None:
+        """Stop the run once the summed loss is not finite; all processes stop together."""
+        total = running.float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.gather(total).sum()
+        if not torch.isfinite(total).all():
+            where = f"step {step}" if self.settings.sync_every == 1 else f"by step {step}"
+            raise RunFailed(f"loss became {total.sum().item()} at epoch {epoch} {where}; "
+                            "the run is stopped (try a lower learning rate)")
 
 
 def _timing(train_examples: int, train_seconds: float, test: EvalResult, device: str) -> dict[str, Any]:
@@ -179,7 +220,7 @@ def _timing(train_examples: int, train_seconds: float, test: EvalResult, device:
 
 def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, splits: dict[str, list[Example]],
               accelerator: Any, progress: ProgressReporter, feature_cache: FeatureCache | None,
-              timing: dict[str, Any]) -> dict[str, Callable]:
+              timing: dict[str, Any], execution: dict[str, Any]) -> dict[str, Callable]:
     """How each split's rows become batches: raw inputs, or precomputed pooled frozen features."""
     if not (model.adaptation.mode == "frozen" and task.pooled_features):
         return {name: partial(task.collate, backbone=model.backbone, protocol=protocol, train=name == "train")
@@ -201,7 +242,7 @@ def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol
             collates[name] = partial(_collate_pooled, task, by_id)
     timing["features_s"] = round(time.perf_counter() - started, 3)
     if feature_cache is not None:
-        timing["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
+        execution["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
     return collates
 
 
@@ -209,61 +250,69 @@ def _collate_pooled(task: SupervisedTask, features: dict[str, torch.Tensor], row
     return task.collate_targets(rows) | {"inputs": {"pooled_layers": torch.stack([features[r.id] for r in rows])}}
 
 
-def evaluate(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
-             accelerator: Any, progress: ProgressReporter, label: str, collate: Callable) -> EvalResult:
-    """Score every example once, in the split's order. On several processes each scores one contiguous
-    shard with the unwrapped model, and the shards are gathered (no padding, so no duplicates)."""
-    started = time.perf_counter()
-    if accelerator.num_processes == 1:
-        ids, preds, refs, loss_sum = _score(task, model, examples, protocol, accelerator, progress, label, collate)
-    else:
-        ids, preds, refs, loss_sum = _score_sharded(task, model, examples, protocol, accelerator, progress, label,
-                                                    collate)
-    seconds = time.perf_counter() - started
-    metrics = task.compute_metrics(preds, refs)
-    return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
+class _Evaluator:
+    """Scores every example once and returns results in the split's order. Rows of known lengths are batched
+    longest first (little padding) and put back in order. Under `torch.inference_mode`. On several processes
+    each scores one contiguous shard with the unwrapped model, and the shards are gathered (no padding, so
+    no duplicates)."""
 
+    def __init__(self, task: SupervisedTask, protocol: TrainingProtocol, accelerator: Any,
+                 progress: ProgressReporter, settings: DeviceSettings):
+        self.task, self.protocol, self.accelerator = task, protocol, accelerator
+        self.progress, self.settings = progress, settings
 
-def _score(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
-           accelerator: Any, progress: ProgressReporter, label: str,
-           collate: Callable) -> tuple[list[str], list[Any], list[Any], float]:
-    """(ids, predictions, references, summed loss) of `examples`, in their order."""
-    loader = DataLoader(examples, batch_size=protocol.eval_batch_size, shuffle=False, collate_fn=collate)
-    model.eval()
-    ids: list[str] = []
-    preds: list[Any] = []
-    refs: list[Any] = []
-    loss_sum = 0.0
-    with torch.no_grad(), progress.phase(label, len(loader)) as update:
-        for batch in loader:
-            ids.extend(batch["ids"])
-            batch = send_to_device(batch, accelerator.device)
-            with accelerator.autocast():
-                out = task.step(model, batch)
-            loss_sum += out.loss.float().item() * len(out.refs)
-            preds.extend(out.preds)
-            refs.extend(out.refs)
-            update()
-    return ids, preds, refs, loss_sum
+    def __call__(self, model: torch.nn.Module, examples: list[Example], label: str, collate: Callable,
+                 lengths: list[int] | None = None) -> EvalResult:
+        started = time.perf_counter()
+        if self.accelerator.num_processes == 1:
+            ids, preds, refs, loss_sum = self._score(model, examples, label, collate, lengths)
+        else:
+            ids, preds, refs, loss_sum = self._score_sharded(model, examples, label, collate, lengths)
+        seconds = time.perf_counter() - started
+        metrics = self.task.compute_metrics(preds, refs)
+        return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
 
+    def _score(self, model: torch.nn.Module, examples: list[Example], label: str, collate: Callable,
+               lengths: list[int] | None) -> tuple[list[str], list[Any], list[Any], float]:
+        """(ids, predictions, references, summed loss) of `examples`, in their order."""
+        order = length_order(lengths) if lengths is not None else list(range(len(examples)))
+        loader = DataLoader([examples[i] for i in order], batch_size=self.protocol.eval_batch_size, shuffle=False,
+                            collate_fn=collate, **self.settings.loader_options())
+        model.eval()
+        ids: list[str] = []
+        preds: list[Any] = []
+        refs: list[Any] = []
+        loss_sum = 0.0
+        with torch.inference_mode(), self.progress.phase(label, len(loader)) as update:
+            for batch in loader:
+                ids.extend(batch["ids"])
+                batch = self.settings.to_device(batch, self.accelerator.device)
+                with self.settings.autocast(self.accelerator.device):
+                    out = self.task.step(model, batch)
+                loss_sum += out.loss.float().item() * len(out.refs)
+                preds.extend(out.preds)
+                refs.extend(out.refs)
+                update()
+        back = sorted(range(len(order)), key=order.__getitem__)  # position of each original row in `order`
+        return [ids[i] for i in back], [preds[i] for i in back], [refs[i] for i in back], loss_sum
 
-def _score_sharded(task: SupervisedTask, model: torch.nn.Module, examples: list[Example], protocol: TrainingProtocol,
-                   accelerator: Any, progress: ProgressReporter, label: str,
-                   collate: Callable) -> tuple[list[str], list[Any], list[Any], float]:
-    """`_score` over N processes: process i scores examples [i*n/N, (i+1)*n/N); the shards are gathered
-    to every process and put back in the split's order, each example exactly once."""
-    unwrapped = accelerator.unwrap_model(model)  # no DDP collectives per forward: shards differ in length
-    for buffer in unwrapped.buffers():  # every shard scores with the main process's batch-norm statistics
-        if buffer.is_contiguous():  # (an expanded index table is a constant view)
-            torch.distributed.broadcast(buffer.data, src=0)
-    count, processes, index = len(examples), accelerator.num_processes, accelerator.process_index
-    start, end = count * index // processes, count * (index + 1) // processes
-    shard = _score(task, unwrapped, examples[start:end], protocol, accelerator, progress, label, collate)
-    shards = sorted(gather_object([(start, *shard)]), key=lambda s: s[0])
-    ids = [i for s in shards for i in s[1]]
-    if ids != [e.id for e in examples]:
-        raise RunFailed(f"{label}: the {processes} processes did not score each example exactly once")
-    return ids, [p for s in shards for p in s[2]], [r for s in shards for r in s[3]], sum(s[4] for s in shards)
+    def _score_sharded(self, model: torch.nn.Module, examples: list[Example], label: str, collate: Callable,
+                       lengths: list[int] | None) -> tuple[list[str], list[Any], list[Any], float]:
+        """`_score` over N processes: process i scores examples [i*n/N, (i+1)*n/N); the shards are gathered
+        to every process and put back in the split's order, each example exactly once."""
+        unwrapped = self.accelerator.unwrap_model(model)  # no DDP collectives per forward: shards differ in length
+        for buffer in unwrapped.buffers():  # every shard scores with the main process's batch-norm statistics
+            if buffer.is_contiguous():  # (an expanded index table is a constant view)
+                torch.distributed.broadcast(buffer.data, src=0)
+        count, processes, index = len(examples), self.accelerator.num_processes, self.accelerator.process_index
+        start, end = count * index // processes, count * (index + 1) // processes
+        shard = self._score(unwrapped, examples[start:end], label, collate,
+                            lengths[start:end] if lengths is not None else None)
+        shards = sorted(gather_object([(start, *shard)]), key=lambda s: s[0])
+        ids = [i for s in shards for i in s[1]]
+        if ids != [e.id for e in examples]:
+            raise RunFailed(f"{label}: the {processes} processes did not score each example exactly once")
+        return ids, [p for s in shards for p in s[2]], [r for s in shards for r in s[3]], sum(s[4] for s in shards)
 
 
 def _param_groups(model: TaskModel, protocol: TrainingProtocol) -> list[dict[str, Any]]:
@@ -280,9 +329,3 @@ def _param_groups(model: TaskModel, protocol: TrainingProtocol) -> list[dict[str
          "weight_decay": 0.0 if no_decay else protocol.weight_decay}
         for (is_head, no_decay), params in groups.items()
     ]
-
-
-def peak_memory_mb(device: str) -> float:
-    if device == "cuda" and torch.cuda.is_available():
-        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB; process RSS

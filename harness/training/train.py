@@ -18,6 +18,7 @@ from harness.errors import UsageError
 from harness.planning import RunPlan
 from harness.progress import ProgressReporter
 from harness.training.feature_cache import FeatureCache
+from harness.training.memory import reset_peak_memory
 from harness.training.model import CachedFeatureSource, apply_adaptation, build_task_model
 from harness.training.reinforcement import train_and_evaluate_control
 from harness.training.seeding import seed_everything
@@ -40,8 +41,13 @@ def resolve_device(device: str) -> str:
 
 def train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResult:
     """Train and evaluate the planned run on `device`; the result holds test metrics, predictions and weights."""
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()  # the peak memory a record reports is this run's, not the process's
+    scope = reset_peak_memory(device)  # the peak memory a record reports is this run's, not the process's
+    result = _train(plan, device, progress)
+    result.execution["peak_mem_scope"] = scope
+    return result
+
+
+def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResult:
     if plan.modality == "control":
         return train_and_evaluate_control(plan.task, policy_backbone_factory(plan), plan.protocol, plan.seed, device,
                                           frozen=plan.adaptation.mode == "frozen", pretrained=plan.asset.pretrained,

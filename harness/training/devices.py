@@ -1,0 +1,80 @@
+"""How a supervised run uses its device: precision, and on CUDA the usual throughput settings.
+
+On CUDA: bf16 autocast (unless the protocol asks for fp32), TF32 matmuls, the fused AdamW kernel, pinned
+host memory with non-blocking copies, DataLoader worker processes for image and audio decoding, and
+channels-last memory format for convolutional (image) backbones. On CPU: no workers (two cores are better
+spent on the model), and bf16 autocast only when the protocol asks for it (`precision = "bf16"`: fast on
+CPUs with AVX512-BF16 or AMX). What was used is recorded in the run's timing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from accelerate.utils import send_to_device
+
+from harness.protocol import TrainingProtocol
+
+CUDA_SYNC_EVERY = 25  # steps between reading the loss back to the host on CUDA (each read is a sync)
+DECODING_MODALITIES = ("image", "audio")  # inputs that take CPU work to decode and transform
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    precision: str  # "bf16" (autocast) or "fp32"
+    tf32: bool
+    fused_adamw: bool
+    pin_memory: bool
+    loader_workers: int
+    channels_last: bool
+    sync_every: int
+
+    def describe(self) -> dict[str, Any]:
+        """What the run record keeps of these settings."""
+        return {key: value for key, value in asdict(self).items() if key != "sync_every"}
+
+    def loader_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"pin_memory": self.pin_memory, "num_workers": self.loader_workers}
+        if self.loader_workers:
+            options["persistent_workers"] = False  # loaders are per epoch/evaluation; workers exit with them
+        return options
+
+    def place(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model in the memory format the device runs fastest (channels-last for CNNs on CUDA)."""
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """bf16 autocast when the run's precision is bf16. torch's own context rather than accelerate's
+        `mixed_precision`: accelerate fixes that once per process, and a leaderboard (or a precision check)
+        runs fp32 and bf16 runs in one process."""
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        batch = send_to_device(batch, device, non_blocking=self.pin_memory)
+        if self.channels_last and isinstance(batch, dict) and isinstance(batch.get("inputs"), dict):
+            batch["inputs"] = {k: v.contiguous(memory_format=torch.channels_last)
+                               if isinstance(v, torch.Tensor) and v.ndim == 4 else v
+                               for k, v in batch["inputs"].items()}
+        return batch
+
+
+def resolve_precision(protocol: TrainingProtocol, device: str) -> str:
+    """The protocol's precision on this device: "auto" is bf16 on CUDA and fp32 elsewhere."""
+    if protocol.precision == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    return protocol.precision
+
+
+def device_settings(device: str, protocol: TrainingProtocol, modality: str | None) -> DeviceSettings:
+    precision = resolve_precision(protocol, device)
+    if device != "cuda":
+        return DeviceSettings(precision, tf32=False, fused_adamw=False, pin_memory=False, loader_workers=0,
+                              channels_last=False, sync_every=1)
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls outside autocast on tensor cores
+    decoding = modality in DECODING_MODALITIES
+    workers = min(4, (os.cpu_count() or 1) // 2) if decoding else 0
+    return DeviceSettings(precision, tf32=True, fused_adamw=True, pin_memory=True, loader_workers=workers,
+                          channels_last=modality == "image", sync_every=CUDA_SYNC_EVERY)
