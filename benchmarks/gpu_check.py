@@ -38,6 +38,7 @@ CASES = (
     ("ner", {"name": "standard-1epoch", "epochs": 1}),
     ("fashion-mnist", {"name": "standard-1epoch-8k", "epochs": 1, "train_limit": 8192, "dev_limit": 1024,
                        "test_limit": 2048}),
+    ("ner", {"name": "standard-1epoch+compile", "epochs": 1, "compile": True}),  # last: the budget may cut it
 )
 
 
@@ -93,8 +94,16 @@ def check_case(task: str, changes: dict[str, Any], gpus: list[int], runs: Path, 
         rows.append(row | {"train": record["n_train"], "train_s": record["timing"]["train_s"],
                            "per_s": record["timing"]["train_examples_per_s"],
                            "peak_mb": record["timing"]["peak_mem_mb"], "flops": flops,
-                           "metric": f"{record['primary_metric']} {record['primary']:.4f}"})
+                           "metric": f"{record['primary_metric']} {record['primary']:.4f}",
+                           "settings": _settings(record.get("execution", {}))})
     return rows
+
+
+def _settings(execution: dict[str, Any]) -> str:
+    """The device settings a run recorded, in a few characters (precision, batching, CUDA options)."""
+    flags = [name for name in ("tf32", "fused_adamw", "pin_memory", "channels_last", "compile") if execution.get(name)]
+    return " ".join([str(execution.get("precision")), str(execution.get("batching")),
+                     f"workers={execution.get('loader_workers')}", *flags])
 
 
 def render(gpu: str, count: int, rows: list[dict[str, Any]]) -> str:
@@ -102,7 +111,7 @@ def render(gpu: str, count: int, rows: list[dict[str, Any]]) -> str:
     lines = [f"GPU check: {count} x {gpu}, bf16, one epoch per run "
              f"(peak dense bf16 per GPU: {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown'})",
              f"{'task':<14}{'protocol':<21}{'GPUs':>5}{'train ex':>10}{'train s':>9}{'ex/s':>10}"
-             f"{'peak MB':>10}{'GFLOP/ex':>10}{'MFU':>8}  test metric"]
+             f"{'peak MB':>10}{'GFLOP/ex':>10}{'MFU':>8}  test metric  [settings]"]
     for r in rows:
         head = f"{r['task']:<14}{r['protocol']:<21}{r['gpus']:>5}"
         if "note" in r:
@@ -110,7 +119,7 @@ def render(gpu: str, count: int, rows: list[dict[str, Any]]) -> str:
             continue
         mfu = f"{r['per_s'] * r['flops'] / (r['gpus'] * peak):.1%}" if peak else "unknown"
         lines.append(f"{head}{r['train']:>10}{r['train_s']:>9.1f}{r['per_s']:>10.1f}{r['peak_mb']:>10.0f}"
-                     f"{r['flops'] / 1e9:>10.2f}{mfu:>8}  {r['metric']}")
+                     f"{r['flops'] / 1e9:>10.2f}{mfu:>8}  {r['metric']}  [{r['settings']}]")
     return "\n".join(lines)
 
 

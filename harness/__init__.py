@@ -3,4 +3,4 @@
 Importing this package is cheap: no torch, no task module, no download. The heavy parts load on use.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -155,7 +155,10 @@ def check_precision(task: str, backbone: str | None = None, protocol: str | None
     """The same runs in fp32 and in bf16 (each an ordinary cached run), and per seed the paired difference of
     the primary metric (bf16 - fp32) over the test examples, with its interval, and the speed-up."""
     from harness.report.precision import precision_check
+    from harness.training import distributed
 
+    if distributed.launched():
+        raise UsageError("--check-precision runs in one process; start it without torchrun or accelerate launch")
     common = {"backbone": backbone, "seeds": seeds, "adapt": adapt, "device": device, "runs_dir": runs_dir,
               "progress": progress, "data_dir": data_dir}
     fp32 = run(task, protocol=protocol, precision="fp32", **common)

@@ -332,8 +332,9 @@ def _check_precision(args: argparse.Namespace, seeds: list[int]) -> int:
 
 
 def _run_leaderboard(args: argparse.Namespace) -> int:
-    given = [f"--{n.replace('_', '-')}" for n in ("task", "backbone", "protocol", "seed", "seeds", "adapt", "data_dir")
-             if getattr(args, n) is not None]
+    given = [f"--{n.replace('_', '-')}" for n in ("task", "backbone", "protocol", "seed", "seeds", "adapt", "data_dir",
+                                                  "precision") if getattr(args, n) is not None]
+    given += [f"--{n.replace('_', '-')}" for n in ("compile", "check_precision") if getattr(args, n)]
     if given or args.force:
         raise api.UsageError(f"--leaderboard takes its tasks, models, seeds and protocol from its definition; "
                              f"drop {', '.join(given + (['--force'] if args.force else []))}")

@@ -111,7 +111,7 @@ RECORD_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "metrics": ("a table of numbers", _numbers),
     "primary": ("a number (null while not complete)", lambda v: v is None or _number(v)),
     "n_examples": ("an integer", _integer),
-    # numbers; records of harness 0.1 also kept the feature cache's "hit"/"miss" here (now in `execution`)
+    # numbers; records of harness 0.1 also kept the feature cache's "hit"/"miss" here (since 0.2 in `execution`)
     "timing": ("a table of numbers", lambda v: isinstance(v, dict)
                and all(_number(x) or x is None or isinstance(x, str) for x in v.values())),
     "env": ("a table", lambda v: isinstance(v, dict)),

@@ -140,6 +140,16 @@ class Task:
         """A plugin's own explainer (a harness.explain.Explainer); None uses the built-in `explainer`."""
         return None
 
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss of a batch (supervised tasks). Default: the loss of `step`; the bases compute it
+        without building predictions."""
+        return self.step(model, batch).loss  # type: ignore[attr-defined]
+
+    def input_lengths(self, rows: list[Example], backbone: Any, protocol: Any) -> list[int] | None:
+        """Positions each row takes after collate (supervised tasks). Default: None (every row takes the same
+        number of positions, e.g. resized images), so batches are drawn at random."""
+        return None
+
 
 @runtime_checkable
 class SupervisedTask(Protocol):
@@ -224,14 +234,6 @@ class DatasetTask(Task):
 
     def step(self, model: torch.nn.Module, batch: dict[str, Any]) -> StepOutput:
         raise NotImplementedError
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """Default: the loss of `step` (bases override it to skip building predictions)."""
-        return self.step(model, batch).loss
-
-    def input_lengths(self, rows: list[Example], backbone: Any, protocol: TrainingProtocol) -> list[int] | None:
-        """Default: None (every row takes the same number of positions, e.g. resized images)."""
-        return None
 
 
 def _validate_task(name: str, obj: Any) -> Any:

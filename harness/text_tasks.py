@@ -69,6 +69,8 @@ class TokenClassificationTask(DatasetTask):
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         import torch.nn.functional as F
 
+        if type(self).step is not TokenClassificationTask.step:  # a task with its own step trains on its loss
+            return self.step(model, batch).loss
         logits = model(batch["inputs"])
         return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
 
@@ -115,16 +117,18 @@ class Encoding(NamedTuple):
 def encode_rows(task: Any, rows: list[Example], backbone: Any, protocol: TrainingProtocol,
                 words: bool) -> list[Encoding]:
     """Each row tokenised (truncated, not padded) once per tokenizer and max_length, not once per batch
-    per epoch: the rows a call has not seen yet are tokenised together and kept on the task."""
+    per epoch: the rows a call has not seen yet are tokenised together and kept on the task, keyed by their
+    text (ids need not be unique across splits)."""
     tokenizer, max_length = backbone.tokenizer, _max_length(protocol)
-    cache = task.__dict__.setdefault("_encodings", {}).setdefault((tokenizer.name_or_path, max_length), {})
-    missing = list({r.id: r for r in rows if r.id not in cache}.values())
+    cache = task.__dict__.setdefault("_encodings", {}).setdefault((tokenizer.name_or_path, max_length, words), {})
+    keys = [tuple(r.input) if words else r.input for r in rows]
+    missing = list(dict.fromkeys(k for k in keys if k not in cache))
     if missing:
-        encoded = tokenizer([r.input for r in missing], is_split_into_words=words, truncation=True,
+        encoded = tokenizer([list(k) if words else k for k in missing], is_split_into_words=words, truncation=True,
                             max_length=max_length)
-        for i, row in enumerate(missing):
-            cache[row.id] = Encoding(encoded["input_ids"][i], encoded.word_ids(i) if words else [])
-    return [cache[r.id] for r in rows]
+        for i, key in enumerate(missing):
+            cache[key] = Encoding(encoded["input_ids"][i], encoded.word_ids(i) if words else [])
+    return [cache[k] for k in keys]
 
 
 def pad_encodings(tokenizer: Any, encodings: list[Encoding]) -> tuple[dict[str, torch.Tensor], list[int]]:

@@ -130,3 +130,69 @@ def test_compiled_backbone_trains_and_is_recorded(tiny_text_backbone: Path) -> N
                              test_limit=8)
     assert result.execution["compile"] is True
     assert changed and set(result.trainable_state) >= {f"backbone.{n}" for n in changed}  # plain weight names
+
+
+def test_a_task_that_overrides_step_trains_on_its_own_loss(tiny_text_backbone: Path) -> None:
+    from harness.adaptation import Adaptation
+    from harness.task import StepOutput
+    from harness.training.model import build_task_model
+
+    base = get_task("sentiment")
+
+    class DoubledLoss(type(base)):
+        def step(self, model, batch) -> StepOutput:
+            out = super().step(model, batch)
+            return StepOutput(out.loss * 2, out.preds, out.refs)
+
+    spec = resolve_backbone(str(tiny_text_backbone), "text")
+    protocol = base.protocols["smoke"]
+    model = build_task_model(base, spec, spec.build(), protocol, Adaptation.parse("full")).eval()
+    batch = base.collate(base.load_split("train", 4), model.backbone, protocol)
+    with torch.no_grad():
+        assert torch.allclose(DoubledLoss().loss(model, batch), 2 * base.loss(model, batch))
+
+
+def test_tokenisation_is_cached_by_text_not_by_id(tiny_text_backbone: Path) -> None:
+    from harness.task import Example
+
+    task = get_task("sentiment")
+    backbone = resolve_backbone(str(tiny_text_backbone), "text").build()
+    protocol = task.protocols["smoke"]
+    first = task.input_lengths([Example("row-0", "short", "positive")], backbone, protocol)
+    second = task.input_lengths([Example("row-0", "a much longer text than the first one", "positive")], backbone,
+                                protocol)
+    assert second[0] > first[0]
+
+
+def test_cuda_settings_honour_fp32_and_restore_matmul_precision() -> None:
+    from harness.protocol import TrainingProtocol
+    from harness.training.devices import device_settings
+
+    fp32 = device_settings("cuda", TrainingProtocol(epochs=1, precision="fp32"), "image")
+    auto = device_settings("cuda", TrainingProtocol(epochs=1), "image")
+    assert (fp32.precision, fp32.tf32) == ("fp32", False) and (auto.precision, auto.tf32) == ("bf16", True)
+    assert auto.loader_workers == 4 and auto.without_decoding().loader_workers == 0 and auto.channels_last
+    before = torch.get_float32_matmul_precision()
+    with auto.matmul_precision():
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == before
+
+
+def test_check_precision_through_the_cli(tiny_text_backbone: Path, tmp_path: Path) -> None:
+    import json
+
+    from conftest import run_cli
+
+    runs = tmp_path / "runs"
+    out = run_cli("run", "--task", "sentiment", "--protocol", "smoke", "--backbone", str(tiny_text_backbone),
+                  "--check-precision", "--json", "--quiet", runs_dir=runs)
+    assert out.returncode == 0, out.stderr
+    check = json.loads(out.stdout)
+    (row,) = check["seeds"]
+    assert check["metric"] == "accuracy" and row["test"] == "paired bootstrap over test examples"
+    assert row["low"] <= row["difference"] <= row["high"] and 0 < row["p_value"] <= 1
+    assert row["fp32_run"].split("-")[3:5] == ["smoke_fp32", "s0"] and "smoke_bf16" in row["bf16_run"]
+    records = {r["protocol"]: r for r in json.loads(run_cli("list", "runs", "--json", runs_dir=runs).stdout)}
+    assert set(records) == {"smoke+fp32", "smoke+bf16"}
+    shown = json.loads(run_cli("show", row["bf16_run"], "--json", runs_dir=runs).stdout)
+    assert shown["execution"]["precision"] == "bf16" and shown["config"]["protocol"]["precision"] == "bf16"

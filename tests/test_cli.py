@@ -60,6 +60,11 @@ def test_help_and_list_are_fast_and_torch_free(runs: Path) -> None:
     (["run"], "one of the arguments --task --leaderboard is required"),
     (["show", "no-such-run"], "no run 'no-such-run'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run", "--task", "ner", "--precision", "fp16"], "invalid choice: 'fp16'"),
+    (["run", "--task", "cartpole", "--precision", "bf16"], "apply to supervised tasks; 'cartpole' is a control"),
+    (["run", "--leaderboard", "cpu-default", "--precision", "bf16"], "drop --precision"),
+    (["run", "--leaderboard", "cpu-default", "--compile"], "drop --compile"),
+    (["run", "--task", "ner", "--check-precision", "--precision", "bf16"], "--check-precision runs the plain"),
 ])
 def test_bad_input_is_one_line_exit_2(runs: Path, args: list[str], expected: str) -> None:
     assert expected in _one_line_error(run_cli(*args, runs_dir=runs))
@@ -75,6 +80,8 @@ def test_ner_smoke_run_record_rerun_and_show(runs: Path) -> None:
     assert record["status"] == "complete" and record["primary_metric"] == "entity_f1"
     assert record["primary"] == record["metrics"]["entity_f1"]
     assert record["config"]["protocol"]["name"] == "smoke" and record["config"]["task_version"] == "1"
+    assert record["execution"]["batching"] == "length-grouped" and record["execution"]["precision"] == "fp32"
+    assert record["execution"]["peak_mem_scope"] == "run"
     assert record["env"]["torch"] == "2.11.0" and record["env"]["device"] == "cpu"
     assert {"train_s", "eval_s", "train_examples_per_s", "eval_examples_per_s", "peak_mem_mb"} <= set(record["timing"])
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]

@@ -26,7 +26,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     With `processes` > 1 each process takes an interleaved share of every batch (`rank::processes`), so one
     step of all processes together sees exactly the rows of one batch; a last batch with fewer rows than
-    processes is repeated cyclically so that every process has a row to step on.
+    processes is repeated cyclically so that every process has a row to step on. (DDP averages the processes'
+    mean losses, so in a last batch that does not split evenly its rows weigh a little differently than on one
+    process, as with any sharded sampler that keeps the last batch.)
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator,

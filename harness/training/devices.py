@@ -4,13 +4,14 @@ On CUDA: bf16 autocast (unless the protocol asks for fp32), TF32 matmuls, the fu
 host memory with non-blocking copies, DataLoader worker processes for image and audio decoding, and
 channels-last memory format for convolutional (image) backbones. On CPU: no workers (two cores are better
 spent on the model), and bf16 autocast only when the protocol asks for it (`precision = "bf16"`: fast on
-CPUs with AVX512-BF16 or AMX). What was used is recorded in the run's timing.
+CPUs with AVX512-BF16 or AMX). What was used is recorded in the run record's `execution` block.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -20,6 +21,9 @@ from harness.protocol import TrainingProtocol
 
 CUDA_SYNC_EVERY = 25  # steps between reading the loss back to the host on CUDA (each read is a sync)
 DECODING_MODALITIES = ("image", "audio")  # inputs that take CPU work to decode and transform
+# a fixed count, not one derived from the host's cores: random augmentations run in the workers, each seeded
+# from the run's generator and its worker index, so the numbers must not depend on the machine
+LOADER_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,24 @@ class DeviceSettings:
     sync_every: int
 
     def describe(self) -> dict[str, Any]:
-        """What the run record keeps of these settings."""
-        return {key: value for key, value in asdict(self).items() if key != "sync_every"}
+        """What the run record keeps of these settings (and the torch threads, which CPU numbers depend on)."""
+        kept = {key: value for key, value in asdict(self).items() if key != "sync_every"}
+        return kept | {"threads": torch.get_num_threads()}
+
+    def without_decoding(self) -> DeviceSettings:
+        """For batches of cached features: nothing to decode, so no worker processes."""
+        return replace(self, loader_workers=0)
+
+    @contextmanager
+    def matmul_precision(self) -> Iterator[None]:
+        """TF32 matmuls for the run when it uses them (CUDA, not fp32), and the process's setting back after."""
+        before = torch.get_float32_matmul_precision()
+        if self.tf32:
+            torch.set_float32_matmul_precision("high")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
 
     def loader_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"pin_memory": self.pin_memory, "num_workers": self.loader_workers}
@@ -73,8 +93,7 @@ def device_settings(device: str, protocol: TrainingProtocol, modality: str | Non
     if device != "cuda":
         return DeviceSettings(precision, tf32=False, fused_adamw=False, pin_memory=False, loader_workers=0,
                               channels_last=False, sync_every=1)
-    torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 matmuls outside autocast on tensor cores
-    decoding = modality in DECODING_MODALITIES
-    workers = min(4, (os.cpu_count() or 1) // 2) if decoding else 0
-    return DeviceSettings(precision, tf32=True, fused_adamw=True, pin_memory=True, loader_workers=workers,
-                          channels_last=modality == "image", sync_every=CUDA_SYNC_EVERY)
+    workers = LOADER_WORKERS if modality in DECODING_MODALITIES else 0
+    # TF32 for what runs outside autocast; a run that asks for fp32 gets true fp32
+    return DeviceSettings(precision, tf32=precision != "fp32", fused_adamw=True, pin_memory=True,
+                          loader_workers=workers, channels_last=modality == "image", sync_every=CUDA_SYNC_EVERY)

@@ -63,9 +63,19 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
     head pools (classification), features are computed once per split (through `feature_cache` when
     given) and the loop trains the head on them; the numbers are the same either way."""
+    settings = device_settings(device, protocol, task.spec.modality)
+    if model.adaptation.mode == "frozen" and task.pooled_features:
+        settings = settings.without_decoding()
+    with settings.matmul_precision():
+        return _train_and_evaluate(task, model, protocol, seed, device, settings, progress, deterministic,
+                                   feature_cache)
+
+
+def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
+                        settings: DeviceSettings, progress: ProgressReporter, deterministic: bool,
+                        feature_cache: FeatureCache | None) -> TrainResult:
     splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
     log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
-    settings = device_settings(device, protocol, task.spec.modality)
     accelerator = _accelerator(device)
     model = settings.place(model, accelerator.device)
     if protocol.compile:
