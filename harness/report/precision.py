@@ -7,6 +7,7 @@ whether the faster precision moved the score beyond what resampling the test set
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ def precision_check(store: RunStore, pairs: Sequence[tuple[dict[str, Any], dict[
     return {"task": first["task"], "backbone": first["backbone"], "adapt": first["adapt"],
             "metric": first["primary_metric"], "higher_is_better": first["higher_is_better"], "seeds": rows,
             "mean_difference": sum(r["difference"] for r in rows) / len(rows),
-            "median_speedup": sorted(speedups)[len(speedups) // 2] if speedups else None}
+            "median_speedup": statistics.median(speedups) if speedups else None}
 
 
 def _seed_row(store: RunStore, fp32: dict[str, Any], bf16: dict[str, Any], n_resamples: int) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class DeviceSettings:
             options["persistent_workers"] = False  # loaders are per epoch/evaluation; workers exit with them
         return options
 
-    def place(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model in the memory format the device runs fastest (channels-last for CNNs on CUDA)."""
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 

@@ -64,7 +64,7 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     head pools (classification), features are computed once per split (through `feature_cache` when
     given) and the loop trains the head on them; the numbers are the same either way."""
     settings = device_settings(device, protocol, task.spec.modality)
-    if model.adaptation.mode == "frozen" and task.pooled_features:
+    if _trains_on_pooled_features(task, model):
         settings = settings.without_decoding()
     with settings.matmul_precision():
         return _train_and_evaluate(task, model, protocol, seed, device, settings, progress, deterministic,
@@ -77,7 +77,7 @@ def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Traini
     splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
     log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
     accelerator = _accelerator(device)
-    model = settings.place(model, accelerator.device)
+    model = settings.place(model)
     if protocol.compile:
         model.backbone.compile()  # in place: parameter names, and so saved weights, stay the same
     timing: dict[str, Any] = {}
@@ -124,6 +124,11 @@ def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Traini
                        n_dev=len(splits["dev"]))
 
 
+def _trains_on_pooled_features(task: SupervisedTask, model: TaskModel) -> bool:
+    """A frozen backbone under a pooling head: the head trains on each split's features, computed once."""
+    return model.adaptation.mode == "frozen" and task.pooled_features
+
+
 def _accelerator(device: str) -> Accelerator:
     """Process placement, DDP and gradient clipping through accelerate; autocast is `settings.autocast`."""
     if world_size() == 1:
@@ -137,9 +142,8 @@ def _input_lengths(task: SupervisedTask, model: TaskModel, protocol: TrainingPro
                    splits: dict[str, list[Example]], execution: dict[str, Any]) -> dict[str, list[int] | None]:
     """Each split's row lengths when batches should group by length: the task reports lengths, the
     protocol asks for grouping, and the rows are not cached pooled features (which all have one position)."""
-    pooled = model.adaptation.mode == "frozen" and task.pooled_features
     lengths: dict[str, list[int] | None] = dict.fromkeys(splits)
-    if protocol.batching == "length-grouped" and not pooled:
+    if protocol.batching == "length-grouped" and not _trains_on_pooled_features(task, model):
         lengths = {name: task.input_lengths(rows, model.backbone, protocol) for name, rows in splits.items()}
     execution["batching"] = "length-grouped" if lengths["train"] is not None else "random"
     return lengths
@@ -232,7 +236,7 @@ def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol
               accelerator: Any, progress: ProgressReporter, feature_cache: FeatureCache | None,
               timing: dict[str, Any], execution: dict[str, Any]) -> dict[str, Callable]:
     """How each split's rows become batches: raw inputs, or precomputed pooled frozen features."""
-    if not (model.adaptation.mode == "frozen" and task.pooled_features):
+    if not _trains_on_pooled_features(task, model):
         return {name: partial(task.collate, backbone=model.backbone, protocol=protocol, train=name == "train")
                 for name in splits}
     model.backbone.to(accelerator.device)
