@@ -21,10 +21,13 @@ from typing import Any
 from harness import __version__
 from harness.backbones.spec import BACKBONES
 from harness.errors import HarnessError, RunFailed, UsageError
+from harness.executors.base import CellResult
 from harness.leaderboard import Leaderboard, available, load_leaderboard
 from harness.planning import parse_seed, parse_seeds, plan_runs, protocol_variant
+from harness.preflight import Preflight, check_plans
 from harness.progress import ProgressReporter
 from harness.protocol import PROTOCOL_NAMES
+from harness.registry import Registry
 from harness.store import RunStore, record_modality
 from harness.task import TASKS
 
@@ -65,17 +68,33 @@ def _store(runs_dir: str | Path | None) -> RunStore:
 
 # --- listing ----------------------------------------------------------------------------------
 def list_tasks() -> list[dict[str, Any]]:
-    return [cls.spec.to_dict() | {"origin": TASKS.origin(name), "source": TASKS.source(name)}
-            for name, cls in TASKS.items()]
+    """Every task; one whose plugin fails to import or validate is a row with its one-line "problem" (the
+    others stay usable); it is refused only when used."""
+    rows = [cls.spec.to_dict() | _where(TASKS, name) for name, cls in TASKS.items()]
+    return _with_problems(rows, TASKS)
 
 
 def list_backbones() -> list[dict[str, Any]]:
-    return [spec.to_dict() | {"origin": BACKBONES.origin(name), "source": BACKBONES.source(name)}
-            for name, spec in BACKBONES.items()]
+    """Every registered backbone; a broken plugin's is a row with its "problem", as in `list_tasks`."""
+    rows = [spec.to_dict() | _where(BACKBONES, name) for name, spec in BACKBONES.items()]
+    return _with_problems(rows, BACKBONES)
 
 
 def list_protocols() -> list[dict[str, Any]]:
-    return [{"task": name, **cls.protocols[p].to_dict()} for name, cls in TASKS.items() for p in PROTOCOL_NAMES]
+    rows = [{"task": name, **cls.protocols[p].to_dict(), "problem": None}
+            for name, cls in TASKS.items() for p in PROTOCOL_NAMES]
+    return rows + [{"task": name, "problem": problem} for name, problem in TASKS.problems().items()]
+
+
+def _where(registry: Registry[Any], name: str) -> dict[str, Any]:
+    return {"origin": registry.origin(name), "source": registry.source(name), "problem": None}
+
+
+def _with_problems(rows: list[dict[str, Any]], registry: Registry[Any]) -> list[dict[str, Any]]:
+    """`rows` and, in name order among them, one row per broken entry: its name, where it came from, why."""
+    broken = [{"name": name} | _where(registry, name) | {"problem": problem}
+              for name, problem in registry.problems().items()]
+    return sorted(rows + broken, key=lambda row: row["name"])
 
 
 def list_leaderboards() -> list[dict[str, Any]]:
@@ -113,8 +132,9 @@ def run(task: str, backbone: str | None = None, protocol: str | Any = None, seed
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
         force: bool = False, deterministic: bool = False, progress: bool = True,
         data_dir: str | None = None, explain: bool = False, devices: int = 1, precision: str | None = None,
-        compile: bool = False) -> list[Any]:
-    """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force.
+        compile: bool = False, wait: bool = True) -> list[Any]:
+    """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force. A run that
+    another process is running is waited for, then reused (without `wait`: RunInProgress, exit 1).
     `protocol`: a name, or a protocol derived from one (see `plan_runs`). `precision` ("fp32", "bf16") and
     `compile` derive a protocol of their own ("quick+bf16"). With explain, each complete run is
     then explained (a stored explanation with the same settings is kept).
@@ -133,19 +153,26 @@ def run(task: str, backbone: str | None = None, protocol: str | Any = None, seed
     processes = distributed.check_devices(plans, devices, chosen)
     store, reporter = _store(runs_dir), ProgressReporter(progress and distributed.is_main_process())
     store.ensure_writable()  # a runs directory that cannot hold runs: one error line before any run is claimed
+    _preflight(plans, store, force)  # bad input (data, backbone folder): one error line, no run directory
     if processes > 1 and not distributed.launched():
-        outcomes = _run_on_devices(plans, store, processes, force, {
+        outcomes = _run_on_devices(plans, store, processes, force, wait, {
             "task": task, "backbone": backbone, "protocol": protocol, "adapt": adapt, "device": chosen,
             "deterministic": deterministic, "progress": progress, "data_dir": data_dir})
     else:
         if distributed.launched():
             distributed.join(chosen)
-        outcomes = run_plans(plans, store, chosen, reporter, force)
+        # a launched DDP run never waits: its other ranks would stand at a collective meanwhile
+        outcomes = run_plans(plans, store, chosen, reporter, force, wait and not distributed.launched())
         if not distributed.is_main_process():
             return []
     if explain:
         explain_outcomes(outcomes, store, chosen, data_dir, reporter)
     return outcomes
+
+
+def _preflight(plans: Sequence[Any], store: RunStore, force: bool) -> None:
+    """Check the runs that will train (a stored complete run is reused and pays nothing) can start."""
+    check_plans(p for p in plans if force or store.find_complete(p.run_id, p.config_hash) is None)
 
 
 def check_precision(task: str, backbone: str | None = None, protocol: str | None = None,
@@ -170,14 +197,19 @@ def check_precision(task: str, backbone: str | None = None, protocol: str | None
     return precision_check(_store(runs_dir), pairs)
 
 
-def _run_on_devices(plans: Sequence[Any], store: RunStore, processes: int, force: bool,
+def _run_on_devices(plans: Sequence[Any], store: RunStore, processes: int, force: bool, wait: bool,
                     arguments: dict[str, Any]) -> list[Any]:
     """Train the plans that are not complete in `processes` processes started here (each joins as one rank
-    and calls `run`), then read their records back from the store."""
+    and calls `run`), then read their records back from the store. A run another process holds is waited
+    for first (with `wait`), so the ranks never start on it."""
     from harness.execution import RunOutcome
     from harness.training.distributed import launch
 
     stored = {p.run_id: None if force else store.find_complete(p.run_id, p.config_hash) for p in plans}
+    for plan in plans:
+        if stored[plan.run_id] is None and wait:
+            with store.hold(plan.run_id, wait=True):
+                stored[plan.run_id] = None if force else store.find_complete(plan.run_id, plan.config_hash)
     todo = [p.seed for p in plans if stored[p.run_id] is None]
     for plan in plans:
         if stored[plan.run_id] is not None:
@@ -210,13 +242,33 @@ def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None 
     board = leaderboard if isinstance(leaderboard, Leaderboard) else load_leaderboard(leaderboard)
     store = _store(runs_dir)
     store.ensure_writable()  # one error line before any cell is claimed
-    summary = run_board(board, store, chosen, ProgressReporter(progress), explain)
+    summary = run_board(board, store, _Preflighted(chosen), ProgressReporter(progress), explain)
     per_cell = [{"task": r.job.cell.task, "model": r.job.cell.model.label, "seed": r.job.cell.seed,
                  "run_id": r.job.plan.run_id if r.job.plan else None, "status": r.status,
                  "primary": (r.record or {}).get("primary"), "seconds": r.seconds, "where": r.where,
                  "error": r.error, "overhead": r.overhead} for r in summary.results]
     return {"board": board.name, "cells": len(board.cells()), "executor": executor} | summary.to_dict() \
         | {"per_cell": per_cell}
+
+
+class _Preflighted:
+    """Wraps a leaderboard's executor: each cell to run is preflighted (harness.preflight) before it is handed
+    on; one that fails is reported failed with its one-line reason, and no record is written for it (it never
+    started). Checks are remembered per task's data and per backbone folder, so a board pays once for each."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.name, self.device = inner, inner.name, inner.device
+
+    def run(self, board: Leaderboard, jobs: Sequence[Any], store: RunStore, explain: bool,
+            progress: ProgressReporter, report: Any) -> None:
+        checker, ready = Preflight(), []
+        for job in jobs:
+            problem = checker.problem(job.plan) if job.plan is not None else None
+            if problem is None:
+                ready.append(job)
+            else:
+                report(CellResult(job, "failed", error=problem))
+        self.inner.run(board, ready, store, explain, progress, report)
 
 
 def seed_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

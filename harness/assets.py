@@ -8,14 +8,15 @@ so a failure can say exactly what was looked at.
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from harness.errors import UsageError, first_line
+from harness.fingerprints import files_fingerprint, tree_fingerprint
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,10 @@ def data_cache_dir(name: str) -> Path:
 
 
 def directory_digest(path: Path) -> str:
-    """sha256 over every file's relative name and content: the identity of a local model directory."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    """"sha256:<hex>" over every file's relative name and content (hidden files left out): the identity of
+    a local model directory. Digests are remembered per file (harness.fingerprints), so a rerun re-reads
+    only changed files."""
+    return tree_fingerprint(path)
 
 
 def resolve_local_dir(path: Path) -> ResolvedAsset:
@@ -108,7 +105,8 @@ def resolve_local_dir(path: Path) -> ResolvedAsset:
         raise UsageError(f"backbone directory '{path}' does not exist")
     if not (path / "config.json").is_file():
         raise UsageError(f"backbone directory '{path}' has no config.json (not a Hugging Face model folder)")
-    return ResolvedAsset(path.resolve(), "sha256:" + directory_digest(path), "local directory", SourceKind.LOCAL_DIR)
+    read_model_config(path)  # a garbage config is bad input: said now, before any run is claimed
+    return ResolvedAsset(path.resolve(), directory_digest(path), "local directory", SourceKind.LOCAL_DIR)
 
 
 def resolve_random_init() -> ResolvedAsset:
@@ -137,8 +135,11 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
                 return ResolvedAsset(path, f"hf:{hub_id}@{path.name}", "hf cache", SourceKind.HF_CACHE)
             except (LocalEntryNotFoundError, OSError, ValueError):
                 tried.append(f"Hugging Face cache ({_hf_cache_dir()}): no snapshot of {hub_id}")
+            problem = None if hub_offline() else hub_unreachable(hub_id)
             if hub_offline():
                 tried.append(f"hub download of {hub_id}: skipped because HF_HUB_OFFLINE=1")
+            elif problem is not None:
+                tried.append(f"hub download of {hub_id}: {problem}")
             else:
                 try:
                     path = Path(snapshot_download(hub_id))
@@ -146,6 +147,52 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
                 except Exception as exc:  # network, auth, missing repo: all one message to the user
                     tried.append(f"hub download of {hub_id}: {type(exc).__name__}: {first_line(exc)}")
     raise UsageError("no weights found; tried: " + "; ".join(tried or ["nothing (no source configured)"]))
+
+
+HUB_PROBE_TIMEOUT_S = 4.0  # a hub that answers at all answers one HEAD request in well under a second
+
+
+def hub_unreachable(hub_id: str, filename: str = "config.json") -> str | None:
+    """Why the hub cannot serve `hub_id` now (one line), or None when it answers (see `url_unreachable`)."""
+    from huggingface_hub import hf_hub_url  # slow to import: see resolve_hf_model
+
+    return url_unreachable(hf_hub_url(hub_id, filename))
+
+
+def url_unreachable(url: str) -> str | None:
+    """One HEAD request to `url` through huggingface_hub's own HTTP session (its proxies and certificates), with
+    a short timeout and no retry: None when the server answers (any status below 500: a missing repo is the
+    library's to report), else why not, in one line. huggingface_hub and timm retry network errors with
+    backoff (about a minute of "Retrying in N s") and wait long on a network that drops packets; asking once
+    first makes an unreachable hub a prompt one-line error. HF_HUB_ETAG_TIMEOUT, when set, is the timeout."""
+    from huggingface_hub import constants, get_session
+
+    timeout = constants.HF_HUB_ETAG_TIMEOUT if os.environ.get("HF_HUB_ETAG_TIMEOUT") else HUB_PROBE_TIMEOUT_S
+    host = url.split("/")[2] if url.count("/") >= 2 else url
+    if constants.HF_HUB_OFFLINE:  # read when huggingface_hub was imported: it will not download either
+        return "huggingface_hub was imported with HF_HUB_OFFLINE=1 (offline: use a packaged backbone or a folder)"
+    try:
+        response = get_session().head(url, timeout=timeout, follow_redirects=False)
+    except Exception as exc:  # refused, timed out, no route, DNS, TLS: all "not reachable" to the user
+        return (f"{host} is not reachable ({type(exc).__name__}: {first_line(exc)}; "
+                "offline, set HF_HUB_OFFLINE=1 and use a packaged backbone or a local folder)")
+    if response.status_code >= 500:
+        return f"{host} answered HTTP {response.status_code} (try again later)"
+    return None
+
+
+def read_model_config(folder: Path) -> dict[str, object]:
+    """A model folder's config.json as a dict; UsageError naming the folder when it is not a JSON object."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"backbone folder '{path.parent}': config.json is not readable JSON ({first_line(exc)})") \
+            from None
+    if not isinstance(config, dict):
+        raise UsageError(f"backbone folder '{path.parent}': config.json holds a {type(config).__name__}, "
+                         "not a JSON object")
+    return config
 
 
 def _hf_cache_dir() -> str:
@@ -158,13 +205,9 @@ def _hf_cache_dir() -> str:
 
 
 def file_digest(*paths: Path) -> str:
-    """sha256 of data files: the data fingerprint that goes into a run's config hash."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    """"sha256:<hex>" of data files' content: the data fingerprint that goes into a run's config hash. One
+    file: its sha256; several: the sha256 over their digests in order (harness.fingerprints)."""
+    return files_fingerprint(paths)
 
 
 def packaged_data_file(dist: str, module: str, relative: str) -> Path:

@@ -109,6 +109,10 @@ def _add_run(sub: Any, stored: argparse.ArgumentParser) -> None:
                             "processes with --device cpu (default 1); the protocol's batch size stays the global "
                             "batch. Under torchrun or accelerate launch, leave it out")
     p_run.add_argument("--force", action="store_true", help="rerun even if an identical complete run exists")
+    p_run.add_argument("--no-wait", action="store_true",
+                       help="when another process is running the same run, stop (exit 1) instead of waiting for "
+                            "it and then using its result (a leaderboard never waits: it reports such cells "
+                            "as running elsewhere)")
     p_run.add_argument("--deterministic", action="store_true", help="ask torch for deterministic kernels")
     p_run.add_argument("--explain", action="store_true",
                        help="then explain each run: attributions, faithfulness, summaries (see 'harness explain')")
@@ -301,7 +305,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outcomes = api.run(args.task, backbone=args.backbone, protocol=args.protocol, seeds=seeds, adapt=args.adapt,
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
                        deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir,
-                       explain=args.explain, devices=args.devices, precision=args.precision, compile=args.compile)
+                       explain=args.explain, devices=args.devices, precision=args.precision, compile=args.compile,
+                       wait=not args.no_wait)
     if not outcomes:  # a process other than rank 0 of a launched run: rank 0 reports
         return 0
     records = [o.record for o in outcomes]

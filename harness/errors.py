@@ -2,6 +2,7 @@
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class HarnessError(Exception):
@@ -24,6 +25,15 @@ class RunFailed(HarnessError):
 
 class RunInProgress(RunFailed):
     """Another process holds the run's lock: it is running (or being explained) elsewhere right now."""
+
+
+class AlreadyComplete(HarnessError):
+    """Raised by a claim that finds the run complete once it holds the lock: another process finished it
+    while this one waited. Not an error for the user: the caller reuses `record`."""
+
+    def __init__(self, record: dict[str, Any]):
+        super().__init__(f"run {record.get('run_id')} is already complete")
+        self.record = record
 
 
 class DamagedRecord(UsageError):

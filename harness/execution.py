@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.environment import describe_environment
-from harness.errors import HarnessError, NothingToExplain, RunFailed
+from harness.errors import AlreadyComplete, HarnessError, NothingToExplain, RunFailed
 from harness.executors.base import LOCAL, CellJob, CellResult, Executor
 from harness.explain.runner import explain_run
 from harness.leaderboard import Leaderboard
@@ -66,16 +66,25 @@ class BoardSummary:
 
 
 def run_plans(plans: Sequence[RunPlan], store: RunStore, device: str, progress: ProgressReporter,
-              force: bool = False) -> list[RunOutcome]:
-    """Each plan's stored complete run when one exists (unless force), else a fresh run."""
+              force: bool = False, wait: bool = True) -> list[RunOutcome]:
+    """Each plan's stored complete run when one exists (unless force), else a fresh run. A run that another
+    process is running right now is waited for and then reused (or run here if it did not complete);
+    without `wait` it is RunInProgress."""
     outcomes = []
     for plan in plans:
         stored = None if force else store.find_complete(plan.run_id, plan.config_hash)
-        if stored is not None:
-            log.info("run %s is already complete: using the stored result (--force reruns it)", plan.run_id)
-            outcomes.append(RunOutcome(stored, reused=True))
-        else:
-            outcomes.append(RunOutcome(execute(plan, store, device, progress), reused=False))
+        if stored is None and not is_main_process():  # another rank of a DDP run: rank 0 holds and records it
+            outcomes.append(RunOutcome(execute(plan, store, device, progress, force), reused=False))
+            continue
+        if stored is None:
+            with store.hold(plan.run_id, wait=wait):  # re-checked under the lock: the holder may have finished
+                try:
+                    outcomes.append(RunOutcome(execute(plan, store, device, progress, force), reused=False))
+                    continue
+                except AlreadyComplete as done:
+                    stored = done.record
+        log.info("run %s is already complete: using the stored result (--force reruns it)", plan.run_id)
+        outcomes.append(RunOutcome(stored, reused=True))
     return outcomes
 
 
@@ -181,14 +190,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressReporter) -> dict[str, Any]:
-    """Run one plan under a claim on its run directory; a failure is recorded, then raised."""
+def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressReporter,
+            force: bool = False) -> dict[str, Any]:
+    """Run one plan under a claim on its run directory; a failure is recorded, then raised. A run found
+    complete once claimed (finished by another process meanwhile) is AlreadyComplete, unless force."""
     spec = plan.task.spec
     started = time.perf_counter()
     if not is_main_process():  # another rank of a run over several devices: it trains, rank 0 records
         train(plan, device, progress)
         return base_record(plan, device)
-    with store.claim(plan.run_id) as directory, _log_to(directory / LOG):
+    unless_complete = None if force else plan.config_hash
+    with store.claim(plan.run_id, unless_complete) as directory, _log_to(directory / LOG):
         log.info("run %s: task %s v%s, backbone %s (%s), adapt %s, protocol %s, seed %d, device %s",
                  plan.run_id, spec.name, spec.version, plan.backbone.name, plan.asset.source, plan.adaptation,
                  plan.protocol.name, plan.seed, device)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,11 +15,11 @@ import harness
 from harness.adaptation import Adaptation
 from harness.assets import ResolvedAsset
 from harness.backbones.spec import BackboneSpec, resolve_backbone
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.leaderboard import Cell, Leaderboard
 from harness.protocol import PRECISIONS, TrainingProtocol
 from harness.store import MAX_SEED, config_hash, make_run_id, seed_problem
-from harness.task import TASKS, Task
+from harness.task import SPLITS, TASKS, Task
 
 
 @dataclass
@@ -56,12 +58,14 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
     adaptation.check_layers(backbone_spec.num_layers, backbone_spec.name)
     asset = backbone_spec.resolve()
     data = task_obj.data_fingerprint()
+    examples = example_identity(task_obj, chosen_protocol, data)
     plans = []
     for seed in seeds:
         config = {
             "task": spec.name,
             "task_version": spec.version,
             "data": data,
+            **examples,
             "backbone": backbone_spec.name,
             "backbone_revision": asset.revision,
             "adapt": str(adaptation),
@@ -75,6 +79,55 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
         plans.append(RunPlan(task_obj, backbone_spec, asset, chosen_protocol, adaptation, seed, deterministic,
                              config, digest, run_id))
     return plans
+
+
+# Split digests already computed in this process, by (task class, data dir, data fingerprint, limits): a
+# leaderboard plans one task many times, and loading a big image set's splits takes a second or two.
+_SPLIT_DIGESTS: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+_SPLIT_MEMO_SIZE = 64
+
+
+def example_identity(task: Task, protocol: Any, data: str) -> dict[str, Any]:
+    """The config entries that pin which examples a run sees and what it predicts: the digest of the label
+    list (order is the head's) and each split's ids as the run loads them. Control tasks have neither."""
+    if task.spec.modality == "control":
+        return {}
+    return {"labels": labels_digest(task.labels), "splits": split_digests(task, protocol, data)}
+
+
+def labels_digest(labels: Sequence[str]) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(list(labels), ensure_ascii=False).encode()).hexdigest()
+
+
+def split_digests(task: Task, protocol: Any, data: str) -> dict[str, dict[str, Any]]:
+    """{split: {"examples": n, "ids": "sha256:..."}} over the ids, in order, of `load_split(split, limit)`
+    with the protocol's limits: a changed split salt or list moves examples between splits, so it is a new run."""
+    limits = tuple(getattr(protocol, f"{split}_limit") for split in SPLITS)
+    key = (type(task), task.data_dir, data, limits)
+    known = _SPLIT_DIGESTS.get(key)
+    if known is None:
+        known = {split: _ids_digest([e.id for e in load_split(task, split, limit)])
+                 for split, limit in zip(SPLITS, limits, strict=True)}
+        if len(_SPLIT_DIGESTS) >= _SPLIT_MEMO_SIZE:
+            _SPLIT_DIGESTS.clear()
+        _SPLIT_DIGESTS[key] = known
+    return {split: dict(entry) for split, entry in known.items()}
+
+
+def load_split(task: Task, split: str, limit: int | None) -> Sequence[Any]:
+    """The task's own loader; any failure in it is bad data, named with the task (never a traceback)."""
+    try:
+        return task.load_split(split, limit)  # type: ignore[attr-defined]  (every supervised task has it)
+    except UsageError:
+        raise
+    except Exception as exc:
+        where = f" (--data-dir {task.data_dir})" if task.data_dir else ""
+        raise UsageError(f"task '{task.spec.name}': its {split} data could not be loaded{where}: "
+                         f"{type(exc).__name__}: {first_line(exc)}") from None
+
+
+def _ids_digest(ids: list[str]) -> dict[str, Any]:
+    return {"examples": len(ids), "ids": "sha256:" + hashlib.sha256(json.dumps(ids).encode()).hexdigest()}
 
 
 def _shown(text: str) -> str:

@@ -8,6 +8,10 @@ Entries come from two places that meet in one table:
 When an entry point's module is imported, its decorator registers the real object under the same name
 and the same origin ("module:qualname"); that replaces the lazy entry. The same name from two different
 origins is an error that names both. Unknown names get a did-you-mean.
+
+A plugin that fails to import or validate (any exception: SyntaxError, a protocol's ValueError, ...) is
+broken, not fatal: `items()` skips it and `problems()` lists it with its one-line reason, so one bad
+plugin never hides the others; `get()` of its name is a BrokenEntryError (exit 2) naming where it came from.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from harness.errors import UsageError, did_you_mean
+from harness.errors import UsageError, did_you_mean, first_line
 
 T = TypeVar("T")
 
@@ -32,11 +36,16 @@ class UnknownEntryError(UsageError):
     """A name that no plugin registers."""
 
 
+class BrokenEntryError(UsageError):
+    """A registered name whose plugin could not be imported or validated."""
+
+
 @dataclass
 class _Entry:
     origin: str  # "module:qualname" of the object, or of the entry point's target
     source: str  # who declared it: "entry point of <dist>" or "decorator"
     target: Any = None  # the loaded object, None while lazy
+    problem: str | None = None  # why loading it failed (one line); set once, never retried in this process
 
     @property
     def loaded(self) -> bool:
@@ -119,8 +128,18 @@ class Registry(Generic[T]):
         return self._entries[name].target
 
     def items(self) -> Iterator[tuple[str, T]]:
+        """Every healthy entry, loaded; broken ones are left out (see `problems`)."""
         for name in self.names():
-            yield name, self.get(name)
+            try:
+                yield name, self.get(name)
+            except BrokenEntryError:
+                continue
+
+    def problems(self) -> dict[str, str]:
+        """{name: one-line reason} of every entry that could not be loaded (each is tried once)."""
+        for _ in self.items():  # loads every entry, recording what fails
+            pass
+        return {name: e.problem for name, e in sorted(self._entries.items()) if e.problem is not None}
 
     def suggest(self, name: str) -> list[str]:
         return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
@@ -136,19 +155,32 @@ class Registry(Generic[T]):
             raise self.unknown(name) from None
 
     def _load(self, name: str, entry: _Entry) -> None:
+        if entry.problem is None:
+            try:
+                self._import(name, entry)
+                return
+            except Exception as exc:  # any failure inside a plugin's code: broken, named, never a traceback
+                entry = self._entries[name]  # a decorator may have replaced the entry while importing
+                entry.problem, entry.target = _reason(exc), None  # a half-imported module's object stays out
+        raise BrokenEntryError(
+            f"{self.kind} '{name}' could not be loaded from {entry.origin} ({entry.source}): {entry.problem}")
+
+    def _import(self, name: str, entry: _Entry) -> None:
         module_name, _, attr = entry.origin.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            obj: Any = module
-            for part in attr.split(".") if attr else []:
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise UsageError(
-                f"{self.kind} '{name}' could not be loaded from {entry.origin} ({entry.source}): {exc}"
-            ) from exc
+        module = importlib.import_module(module_name)
+        obj: Any = module
+        for part in attr.split(".") if attr else []:
+            obj = getattr(obj, part)
         current = self._entries[name]
         if current.loaded:  # the module's decorator registered it while importing
             return
         if self._validate is not None:
             obj = self._validate(name, obj)
         self.add(name, obj, origin=entry.origin)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why a plugin failed: our own checks speak for themselves, anything else names its type."""
+    if isinstance(exc, UsageError):
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"

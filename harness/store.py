@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.errors import DamagedRecord, RunInProgress, UsageError, did_you_mean, first_line
+from harness.errors import AlreadyComplete, DamagedRecord, RunInProgress, UsageError, did_you_mean, first_line
 
 SCHEMA_VERSION = 1
 RESULT = "result.json"
@@ -366,24 +366,34 @@ class RunStore:
 
     # --- writing ------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def claim(self, run_id: str) -> Iterator[Path]:
+    def claim(self, run_id: str, digest: str | None = None) -> Iterator[Path]:
         """Hold an exclusive lock on a run and give it a clean directory.
 
         A directory left without result.json (a killed run) or with a failed result is wiped, so the
-        run restarts cleanly. A second process asking for the same run while one holds it gets RunInProgress.
+        run restarts cleanly. With `digest`, a complete run of that config hash found once the lock is taken
+        (another process finished it in the meantime) is never wiped: AlreadyComplete carries its record.
+        A second process asking for the same run while one holds it gets RunInProgress.
         """
         with self.lock(run_id):
+            if digest is not None:
+                stored = self.find_complete(run_id, digest)
+                if stored is not None:
+                    raise AlreadyComplete(stored)
             directory = self.run_dir(run_id)
             if directory.exists():
-                log.warning("removing the unfinished run directory %s before restarting", directory)
+                record, _ = self._read(run_id)
+                finished = isinstance(record, dict) and record.get("status") == "complete"
+                log.warning("removing the %s run directory %s before running it again",
+                            "complete" if finished else "unfinished", directory)
                 shutil.rmtree(directory)
             directory.mkdir(parents=True)
             yield directory
 
     @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[None]:
-        """An exclusive, non-blocking lock on one run (running it, or adding explanations to it). Taken while
-        this thread holds the run through `hold`, it is that lock; otherwise a held lock is RunInProgress.
+    def lock(self, run_id: str, wait: bool = False) -> Iterator[None]:
+        """An exclusive lock on one run (running it, or adding explanations to it). Taken while this thread
+        holds the run through `hold`, it is that lock. Otherwise a lock held by another process is
+        RunInProgress, or with `wait`, waited for (the holder's pid is named in the log).
         Every write to the store starts here (or in `import_run`): the runs directory is checked first."""
         self.ensure_writable()
         locks = self.root / ".locks"
@@ -392,19 +402,28 @@ class RunStore:
         if str(path.resolve()) in _held_locks():
             yield
             return
-        with open(path, "w") as handle:
+        with open(path, "a+", encoding="utf-8") as handle:  # "a+": opening never erases the holder's pid
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunInProgress(f"run {run_id} is already in progress in another process") from None
+                holder = _lock_holder(path)
+                if not wait:
+                    raise RunInProgress(f"run {run_id} is already in progress in another process{holder}") from None
+                log.warning("run %s is in progress in another process%s: waiting for it to finish "
+                            "(--no-wait stops instead)", run_id, holder)
+                fcntl.flock(handle, fcntl.LOCK_EX)  # Ctrl-C still interrupts the wait
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
             yield
 
     @contextlib.contextmanager
-    def hold(self, run_id: str) -> Iterator[None]:
+    def hold(self, run_id: str, wait: bool = False) -> Iterator[None]:
         """Lock a run and keep the lock across this thread's later `claim`, `lock` or `import_run` of it: a
-        leaderboard runner re-checks that the run is still missing and then runs (or imports) it, with no
-        gap in which another runner could finish it first. RunInProgress when another process holds it."""
-        with self.lock(run_id):
+        runner re-checks that the run is still missing and then runs (or imports) it, with no gap in which
+        another runner could finish it first. RunInProgress when another process holds it (unless `wait`)."""
+        with self.lock(run_id, wait=wait):
             key = str((self.root / ".locks" / f"{run_id}.lock").resolve())
             held = _held_locks()
             fresh = key not in held
@@ -628,6 +647,15 @@ def _file_kind(mode: int) -> str:
     kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
     return next((name for test, name in kinds if test(mode)), "not a directory")
+
+
+def _lock_holder(path: Path) -> str:
+    """" (pid N)" from a lock file, for messages; "" when it names no process."""
+    try:
+        pid = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 def _held_locks() -> set[str]:

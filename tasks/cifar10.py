@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from harness.assets import file_digest
 from harness.datasets import CIFAR_FILES, image_splits, locate_dataset, read_cifar10
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.image_tasks import ImageClassificationTask
 from harness.protocol import TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
@@ -60,7 +60,14 @@ class Cifar10Task(ImageClassificationTask):
         return file_digest(*self._files())
 
     def read_splits(self) -> dict[str, list[Example]]:
-        data, names = read_cifar10(self._location())
+        location = self._location()
+        try:
+            data, names = read_cifar10(location)
+        except UsageError:
+            raise
+        except Exception as exc:  # a batch that unpickles to the wrong shapes or types: bad data, one line
+            raise UsageError(f"CIFAR-10 data in {location} is not readable: {type(exc).__name__}: "
+                             f"{first_line(exc)}") from None
         if tuple(names) != LABELS:
             raise UsageError(f"unexpected CIFAR-10 label names {names}")
         return image_splits("cifar10", "cifar10-v1", data["train"], data["test"], LABELS,

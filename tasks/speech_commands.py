@@ -15,6 +15,7 @@ from typing import ClassVar
 from harness.audio_tasks import AudioClassificationTask
 from harness.classification import classification_metrics
 from harness.errors import UsageError
+from harness.fingerprints import named_files_fingerprint
 from harness.protocol import TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
 
@@ -72,18 +73,20 @@ class SpeechCommandsTask(AudioClassificationTask):
         path = self.root / name
         if not path.is_file():
             raise UsageError(f"--data-dir {self.root} lacks {name} (it names the official split)")
-        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # unreadable or not text: bad input, one line
+            raise UsageError(f"--data-dir {self.root}: {name} is not a readable text file ({exc})") from None
+        return {line.strip() for line in text.splitlines() if line.strip()}
 
     def data_fingerprint(self) -> str:
-        """sha256 over the split lists and every clip's relative path and size (hashing ~2 GB of audio
-        on every run would cost more than the run; a changed file almost always changes its size)."""
-        digest = hashlib.sha256()
+        """Content digest of everything a run reads: both split lists and every clip of every word folder,
+        with their relative names. Each file's digest is remembered by its size, mtime, ctime and inode
+        (harness.fingerprints), so only new or changed clips are re-read; a same-sized replacement is."""
         for name in ("validation_list.txt", "testing_list.txt"):
-            digest.update(sorted(self._listed(name)).__repr__().encode())
-        for word in self.label_names:
-            for wav in sorted((self.root / word).glob("*.wav")):
-                digest.update(f"{word}/{wav.name}:{wav.stat().st_size}\n".encode())
-        return "sha256:" + digest.hexdigest()
+            self._listed(name)  # one clear line when a list is missing
+        clips = [f"{word}/{wav.name}" for word in self.label_names for wav in sorted((self.root / word).glob("*.wav"))]
+        return named_files_fingerprint(self.root, ["validation_list.txt", "testing_list.txt", *clips])
 
     def read_splits(self) -> dict[str, list[Example]]:
         dev, test = self._listed("validation_list.txt"), self._listed("testing_list.txt")

@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Under pytest-xdist (CI runs `-n 2`), each worker gets one torch thread, and so do the CLI processes it starts
+# (they inherit the variable): two workers on two cores, each with two threads, would fight over the cores.
+# Set before any test module imports torch, which reads it once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 HARNESS = [sys.executable, "-m", "harness"]
 
 

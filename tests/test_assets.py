@@ -73,6 +73,7 @@ def test_source_kinds_say_where_weights_came_from(tmp_path: Path, monkeypatch: p
     assert not random.pretrained
     assert BACKBONES.get("mlp").resolve() == random  # the control MLP: no weights, a seeded start
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("harness.backbones.spec.hub_unreachable", lambda *a: None)  # as if the hub answered
     timm_asset = resolve_backbone("resnet18", "image").resolve()  # timm fetches its own weights when built
     assert (timm_asset.kind, timm_asset.source, timm_asset.pretrained) == (SourceKind.HUB, "hub", True)
     assert timm_asset.revision.startswith("timm:resnet18@")

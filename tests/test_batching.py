@@ -171,7 +171,12 @@ def test_cuda_settings_honour_fp32_and_restore_matmul_precision() -> None:
     fp32 = device_settings("cuda", TrainingProtocol(epochs=1, precision="fp32"), "image")
     auto = device_settings("cuda", TrainingProtocol(epochs=1), "image")
     assert (fp32.precision, fp32.tf32) == ("fp32", False) and (auto.precision, auto.tf32) == ("bf16", True)
-    assert auto.loader_workers == 4 and auto.without_decoding().loader_workers == 0 and auto.channels_last
+    pooled = device_settings("cuda", TrainingProtocol(epochs=1), "image", pooled_features=True)
+    assert auto.loader_workers == 4 and pooled.loader_workers == 0 and auto.channels_last
+    assert auto.threads is None and pooled.threads is None  # CUDA runs keep the process's threads
+    cpu_pooled = device_settings("cpu", TrainingProtocol(epochs=1), "audio", pooled_features=True)
+    assert cpu_pooled.threads == 1 and cpu_pooled.describe()["threads"] == 1
+    assert device_settings("cpu", TrainingProtocol(epochs=1), "audio").threads is None
     before = torch.get_float32_matmul_precision()
     with auto.matmul_precision():
         assert torch.get_float32_matmul_precision() == "high"

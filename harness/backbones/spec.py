@@ -18,10 +18,18 @@ from harness.assets import (
     ResolvedAsset,
     SourceKind,
     hub_offline,
+    hub_unreachable,
     resolve_hf_model,
     resolve_local_dir,
+    url_unreachable,
 )
-from harness.backbones.timm_models import timm_model_exists, timm_version
+from harness.backbones.timm_models import (
+    WEIGHT_FILES,
+    pretrained_source,
+    timm_model_exists,
+    timm_version,
+    weights_cached,
+)
 from harness.errors import UsageError
 from harness.registry import Registry, origin_of
 
@@ -172,10 +180,18 @@ def _timm_backbone(ref: str) -> BackboneSpec:
 
 
 def _resolve_timm(spec: BackboneSpec) -> ResolvedAsset:
-    """timm fetches its own pretrained weights; offline there is nothing to fetch them from."""
+    """timm fetches its own pretrained weights; offline there is nothing to fetch them from. Weights not on
+    disk need the hub now: asked once, briefly, here (before any run is claimed), since timm's own download
+    retries an unreachable hub for about a minute."""
     if hub_offline():
         raise UsageError(f"backbone '{spec.name}': timm's pretrained weights come from the hub, and "
                          "HF_HUB_OFFLINE=1 is set (offline, use efficientnet-lite0 or efficientnet-lite2)")
+    repo, url = pretrained_source(spec.variant or spec.name)
+    if not weights_cached(repo, url):
+        problem = hub_unreachable(repo, WEIGHT_FILES[0]) if repo else url_unreachable(url) if url else None
+        if problem is not None:
+            raise UsageError(f"backbone '{spec.name}': timm's pretrained weights ({repo or url}) are not cached "
+                             f"and {problem}")
     return ResolvedAsset(Path("."), f"timm:{spec.variant}@{timm_version()}", "hub", SourceKind.HUB)
 
 

@@ -68,6 +68,35 @@ def timm_folder(path: Path) -> Path:
     return path
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm loads from a hub repo, in its order
+
+
+def pretrained_source(name: str) -> tuple[str | None, str | None]:
+    """Where timm fetches `name`'s pretrained weights: (hub repo, None), (None, url), or (None, None) when it
+    knows of none (then create_model itself says so)."""
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        return name.split(":", 1)[1].split("@")[0], None
+    from timm.models import get_pretrained_cfg  # lazy: see the module docstring
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return None, None
+    return (cfg.hf_hub_id, None) if cfg.hf_hub_id else (None, cfg.url or None)
+
+
+def weights_cached(repo: str | None, url: str | None) -> bool:
+    """True when timm would find the weights on disk (HF cache, or torch hub's checkpoints): no network."""
+    if repo is not None:
+        from huggingface_hub import try_to_load_from_cache  # lazy: slow to import
+
+        return any(isinstance(try_to_load_from_cache(repo, file), str) for file in WEIGHT_FILES)
+    if url is not None:
+        import torch.hub  # lazy: see the module docstring
+
+        return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+    return False
+
+
 def create_timm_model(name: str, pretrained: bool) -> nn.Module:
     """timm.create_model; transformer models are asked for dynamic input sizes, so a protocol's image size
     (e.g. 128 px) works with weights trained at 224 px (timm resamples the position embeddings)."""

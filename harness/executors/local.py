@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.errors import HarnessError, RunInProgress
+from harness.errors import AlreadyComplete, HarnessError, RunInProgress
 from harness.execution import RunOutcome, execute, explain_outcomes
 from harness.executors.base import LOCAL, CellJob, CellResult, Report, Status
 from harness.leaderboard import Leaderboard
@@ -51,6 +51,8 @@ def run_cell_here(job: CellJob, store: RunStore, device: str, explain: bool, pro
             outcome = RunOutcome(execute(plan, store, device, progress), reused=False)
             if explain:
                 explain_outcomes([outcome], store, device, None, progress)
+    except AlreadyComplete as done:  # finished elsewhere between the check and the claim
+        return result("reused", record=done.record)
     except RunInProgress as exc:
         return result("elsewhere", error=str(exc))
     except HarnessError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from harness.backbones.pooling import masked_mean
+from harness.fingerprints import cache_root
 from harness.store import canonical_json, config_hash, write_atomic
 
 log = logging.getLogger("harness")
@@ -26,11 +26,13 @@ FORMAT = "pooled-layers-v1"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+    return cache_root()
 
 
 class FeatureCache:
-    """Pooled per-layer features for one (backbone, preprocessing, data) identity, keyed per split."""
+    """Pooled per-layer features for one (backbone, preprocessing, data) identity, keyed per split. The
+    identity holds the data's content fingerprint (harness.fingerprints): changed data, even with the same
+    file names and sizes, is a new key, so old features are never reused for it."""
 
     def __init__(self, identity: dict[str, Any], root: Path | None = None):
         self.identity = identity
@@ -46,7 +48,7 @@ class FeatureCache:
         """The cached features of these examples, or None."""
         path = self.path(split, limit)
         if path not in self._loaded:
-            cached = self._read(path, ids)
+            cached = self._read(path, ids, canonical_json(self.identity))
             if cached is None:
                 return None
             self._loaded[path] = cached
@@ -68,15 +70,16 @@ class FeatureCache:
         return features
 
     @staticmethod
-    def _read(path: Path, ids: list[str]) -> torch.Tensor | None:
+    def _read(path: Path, ids: list[str], identity: str) -> torch.Tensor | None:
         if not path.is_file():
             return None
         try:
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as fh:
-                if json.loads(fh.metadata().get("ids", "[]")) != ids:
-                    return None
+                metadata = fh.metadata() or {}
+                if json.loads(metadata.get("ids", "[]")) != ids or metadata.get("identity") != identity:
+                    return None  # another identity's file (or other examples): recomputed, never trusted
                 return fh.get_tensor("features")
         except Exception as exc:  # a damaged cache file is recomputed, never trusted
             log.warning("ignoring unreadable feature cache %s: %s", path, exc)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from torch import nn
 
 from harness.control_tasks import ControlProtocol
 from harness.progress import ProgressReporter
+from harness.training.devices import torch_threads
 from harness.training.memory import peak_memory_mb
 from harness.training.supervised import EvalResult, TrainResult
 
@@ -144,18 +144,6 @@ def train_and_evaluate_control(task: Any, make_backbone: Callable[[], nn.Module]
     env.close()
     return TrainResult(test=test, best_epoch=0, timing=timing, execution={"threads": threads},
                        trainable_state=state, n_train=protocol.total_timesteps, n_dev=0)
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """Run with `threads` torch threads (None: as set), then restore the process's setting."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def evaluate_policy(task: Any, model: Any, protocol: ControlProtocol, normalizer: Any, seed: int) -> EvalResult:

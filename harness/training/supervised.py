@@ -63,9 +63,7 @@ def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Trainin
     """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
     head pools (classification), features are computed once per split (through `feature_cache` when
     given) and the loop trains the head on them; the numbers are the same either way."""
-    settings = device_settings(device, protocol, task.spec.modality)
-    if _trains_on_pooled_features(task, model):
-        settings = settings.without_decoding()
+    settings = device_settings(device, protocol, task.spec.modality, _trains_on_pooled_features(task, model))
     with settings.matmul_precision():
         return _train_and_evaluate(task, model, protocol, seed, device, settings, progress, deterministic,
                                    feature_cache)
@@ -187,7 +185,8 @@ class _Loop:
         device = self.accelerator.device
         running = torch.zeros((), dtype=torch.float64, device=device)
         seen, reported, sync_every = 0, 0, self.settings.sync_every
-        with self.progress.phase(f"epoch {epoch}/{self.protocol.epochs}", len(loader)) as update:
+        with self.settings.threads_for_loop(), self.progress.phase(f"epoch {epoch}/{self.protocol.epochs}",
+                                                                  len(loader)) as update:
             for step, batch in enumerate(loader, 1):
                 batch = self.settings.to_device(batch, device)
                 with self.settings.autocast(self.accelerator.device):
@@ -278,12 +277,13 @@ class _Evaluator:
     def __call__(self, model: torch.nn.Module, examples: list[Example], label: str, collate: Callable,
                  lengths: list[int] | None = None) -> EvalResult:
         started = time.perf_counter()
-        if self.accelerator.num_processes == 1:
-            ids, preds, refs, loss_sum = self._score(model, examples, label, collate, lengths)
-        else:
-            ids, preds, refs, loss_sum = self._score_sharded(model, examples, label, collate, lengths)
-        seconds = time.perf_counter() - started
-        metrics = self.task.compute_metrics(preds, refs)
+        with self.settings.threads_for_loop():
+            if self.accelerator.num_processes == 1:
+                ids, preds, refs, loss_sum = self._score(model, examples, label, collate, lengths)
+            else:
+                ids, preds, refs, loss_sum = self._score_sharded(model, examples, label, collate, lengths)
+            seconds = time.perf_counter() - started
+            metrics = self.task.compute_metrics(preds, refs)
         return EvalResult(metrics, ids, preds, refs, loss_sum / max(len(refs), 1), seconds)
 
     def _score(self, model: torch.nn.Module, examples: list[Example], label: str, collate: Callable,

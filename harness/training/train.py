@@ -82,7 +82,9 @@ def policy_backbone_factory(plan: RunPlan) -> Callable[[], torch.nn.Module]:
 
 
 def feature_cache_for(plan: RunPlan) -> FeatureCache | None:
-    """The frozen-feature cache for this run's (backbone, preprocessing, data) identity, if it applies."""
+    """The frozen-feature cache for this run's (backbone, preprocessing, data) identity, if it applies. `data`
+    is the content fingerprint of the task's files, so changed data never reuses features; the cached ids are
+    checked on every read, so another split membership never does either."""
     if plan.adaptation.mode != "frozen" or not plan.task.pooled_features:
         return None
     config = plan.config
