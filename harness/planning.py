@@ -114,6 +114,11 @@ def split_digests(task: Task, protocol: Any, data: str) -> dict[str, dict[str, A
     return {split: dict(entry) for split, entry in known.items()}
 
 
+def data_dir_note(task: Task) -> str:
+    """" (--data-dir DIR)" for a task reading a user's folder, for messages about its data; "" otherwise."""
+    return f" (--data-dir {task.data_dir})" if task.data_dir else ""
+
+
 def load_split(task: Task, split: str, limit: int | None) -> Sequence[Any]:
     """The task's own loader; any failure in it is bad data, named with the task (never a traceback)."""
     try:
@@ -121,8 +126,7 @@ def load_split(task: Task, split: str, limit: int | None) -> Sequence[Any]:
     except UsageError:
         raise
     except Exception as exc:
-        where = f" (--data-dir {task.data_dir})" if task.data_dir else ""
-        raise UsageError(f"task '{task.spec.name}': its {split} data could not be loaded{where}: "
+        raise UsageError(f"task '{task.spec.name}': its {split} data could not be loaded{data_dir_note(task)}: "
                          f"{type(exc).__name__}: {first_line(exc)}") from None
 
 

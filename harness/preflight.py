@@ -23,7 +23,7 @@ from typing import Any
 
 from harness.backbones.folders import check_folder
 from harness.errors import UsageError, one_line
-from harness.planning import RunPlan, load_split
+from harness.planning import RunPlan, data_dir_note, load_split
 from harness.task import SPLITS, Task
 
 
@@ -74,13 +74,9 @@ def check_data(task: Task, protocol: Any) -> None:
     for split, limit in zip(SPLITS, _limits(protocol), strict=True):
         rows = load_split(task, split, limit)
         if not rows:
-            raise UsageError(f"task '{task.spec.name}': the {split} split is empty{_where(task)}")
+            raise UsageError(f"task '{task.spec.name}': the {split} split is empty{data_dir_note(task)}")
         if task.spec.modality == "audio":
             check_wav_files([row.input for row in rows if isinstance(row.input, str | Path)])
-
-
-def _where(task: Task) -> str:
-    return f" (--data-dir {task.data_dir})" if task.data_dir else ""
 
 
 def check_wav_files(paths: Sequence[str | Path]) -> None:

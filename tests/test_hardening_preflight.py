@@ -168,7 +168,13 @@ def test_unreachable_hub_fails_fast_in_one_line(request: pytest.FixtureRequest, 
 
 
 @pytest.mark.parametrize("server", ["closed", "silent"])
-def test_hub_probe_is_one_short_request(request: pytest.FixtureRequest, server: str) -> None:
+def test_hub_probe_is_one_short_request(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                                        server: str) -> None:
+    from huggingface_hub import constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: whether this worker imported it under the tests'
+    # offline setting depends on which test files were collected, so the probe is asked as on a network
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     port = request.getfixturevalue(f"{server}_port")
     started = time.perf_counter()
     problem = url_unreachable(f"http://127.0.0.1:{port}/timm/resnet18.a1_in1k/resolve/main/model.safetensors")
