@@ -30,22 +30,27 @@ from harness.protocol import PROTOCOL_NAMES
 from harness.registry import Registry
 from harness.store import RunStore, record_modality
 from harness.task import TASKS
+from harness.taskfiles.schema import KINDS as TASK_KINDS
+from harness.tracking import parse_trackers, requested
 
 log = logging.getLogger("harness")
 
 __all__ = [
+    "TASK_KINDS",
     "HarnessError",
     "UsageError",
     "__version__",
     "compare",
     "default_runs_dir",
     "explain",
+    "export",
     "list_backbones",
     "list_leaderboards",
     "list_protocols",
     "list_runs",
     "list_tasks",
     "load_leaderboard",
+    "new_task",
     "parse_seed",
     "parse_seeds",
     "plan_runs",
@@ -55,6 +60,8 @@ __all__ = [
     "run_leaderboard",
     "seed_summary",
     "show",
+    "task_name",
+    "validate",
 ]
 
 
@@ -128,11 +135,19 @@ def show(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
 
 
 # --- running ----------------------------------------------------------------------------------
+def task_name(task: str) -> str:
+    """A registered task's name as given; a task file's path (`path/to/task.toml`) registered and named."""
+    from harness.taskfiles.discovery import is_task_file_argument, register_path
+
+    return register_path(task, TASKS) if is_task_file_argument(task) else task
+
+
 def run(task: str, backbone: str | None = None, protocol: str | Any = None, seeds: Sequence[int] = (0,),
         adapt: str | None = None, device: str = "auto", runs_dir: str | Path | None = None,
         force: bool = False, deterministic: bool = False, progress: bool = True,
         data_dir: str | None = None, explain: bool = False, devices: int = 1, precision: str | None = None,
-        compile: bool = False, wait: bool = True) -> list[Any]:
+        compile: bool = False, wait: bool = True, log_with: str | Sequence[str] | None = None,
+        tracking_dir: str | None = None) -> list[Any]:
     """Fine-tune and evaluate; one run per seed. Complete identical runs are reused unless force. A run that
     another process is running is waited for, then reused (without `wait`: RunInProgress, exit 1).
     `protocol`: a name, or a protocol derived from one (see `plan_runs`). `precision` ("fp32", "bf16") and
@@ -141,13 +156,25 @@ def run(task: str, backbone: str | None = None, protocol: str | Any = None, seed
     With devices > 1 each run trains data-parallel (DDP) on that many devices, in processes started here;
     under torchrun or accelerate launch, in the launcher's processes. The protocol's batch size stays the
     global batch (from a script, call it under `if __name__ == "__main__":`: the processes are spawned).
+    `log_with`: experiment trackers ("tensorboard", "mlflow", "wandb") each run that trains logs to
+    (harness.tracking; TensorBoard files under `tracking_dir`, default ./tracking).
     Returns `harness.execution.RunOutcome`s (record, reused); [] on a launched process other than rank 0,
     where nothing is recorded."""
+    with requested(parse_trackers(log_with), tracking_dir):
+        return _run(task, backbone, protocol, seeds, adapt, device, runs_dir, force, deterministic, progress,
+                    data_dir, explain, devices, precision, compile, wait)
+
+
+def _run(task: str, backbone: str | None, protocol: str | Any, seeds: Sequence[int], adapt: str | None,
+         device: str, runs_dir: str | Path | None, force: bool, deterministic: bool, progress: bool,
+         data_dir: str | None, explain: bool, devices: int, precision: str | None, compile: bool,
+         wait: bool) -> list[Any]:
     from harness.execution import explain_outcomes, run_plans
     from harness.training import distributed
     from harness.training.train import resolve_device
 
     chosen = resolve_device(device)
+    task = task_name(task)
     protocol = protocol_variant(task, protocol, precision, compile)
     plans = plan_runs(task, backbone, protocol, seeds, adapt, deterministic, data_dir)
     processes = distributed.check_devices(plans, devices, chosen)
@@ -186,6 +213,7 @@ def check_precision(task: str, backbone: str | None = None, protocol: str | None
 
     if distributed.launched():
         raise UsageError("--check-precision runs in one process; start it without torchrun or accelerate launch")
+    task = task_name(task)
     common = {"backbone": backbone, "seeds": seeds, "adapt": adapt, "device": device, "runs_dir": runs_dir,
               "progress": progress, "data_dir": data_dir}
     fp32 = run(task, protocol=protocol, precision="fp32", **common)
@@ -230,7 +258,8 @@ def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None 
                     progress: bool = True, explain: bool = False, executor: str = "local",
                     address: str | None = None, gpus_per_run: float | None = None,
                     cpus_per_run: float | None = None, max_parallel: int | None = None,
-                    max_retries: int | None = None) -> dict[str, Any]:
+                    max_retries: int | None = None, log_with: str | Sequence[str] | None = None,
+                    tracking_dir: str | None = None) -> dict[str, Any]:
     """Run every missing cell of a leaderboard, here one after another (executor "local") or as Ray tasks
     (executor "ray": on a Ray instance started here, or on the cluster at `address`; the settings after it
     are Ray's only). Returns {"board", "cells", "executor", "ran", "reused", "running_elsewhere", "failed",
@@ -242,7 +271,8 @@ def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None 
     board = leaderboard if isinstance(leaderboard, Leaderboard) else load_leaderboard(leaderboard)
     store = _store(runs_dir)
     store.ensure_writable()  # one error line before any cell is claimed
-    summary = run_board(board, store, _Preflighted(chosen), ProgressReporter(progress), explain)
+    with requested(parse_trackers(log_with), tracking_dir):
+        summary = run_board(board, store, _Preflighted(chosen), ProgressReporter(progress), explain)
     per_cell = [{"task": r.job.cell.task, "model": r.job.cell.model.label, "seed": r.job.cell.seed,
                  "run_id": r.job.plan.run_id if r.job.plan else None, "status": r.status,
                  "primary": (r.record or {}).get("primary"), "seconds": r.seconds, "where": r.where,
@@ -325,6 +355,66 @@ def compare(backbones: str, tasks: Sequence[str] | None = None, protocol: str | 
     folder = Path(out) if out else Path("reports") / "compare" / slug.replace("/", "_").replace(":", "")
     write_comparison(data, folder)
     return data, folder
+
+
+def export(fmt: str, run_id: str | None = None, leaderboard: str | None = None,
+           runs_dir: str | Path | None = None, out: str | Path | None = None) -> str | None:
+    """`harness export`: a run's or a leaderboard's scores as model-card `model-index` YAML, or the complete runs
+    as CSV / Parquet. Returns the text when `out` is None (Parquet needs `out`), else writes `out` atomically."""
+    from harness import export as exporting
+
+    if fmt not in exporting.FORMATS:
+        raise UsageError(f"unknown format '{fmt}' (use {', '.join(exporting.FORMATS)})")
+    if run_id and leaderboard:
+        raise UsageError("export a run or a leaderboard, not both")
+    store = _store(runs_dir)
+    board = load_leaderboard(leaderboard) if leaderboard else None
+    if fmt == "model-index":
+        if board is None and not run_id:
+            raise UsageError("--format model-index exports a run (RUN_ID) or a leaderboard (--leaderboard NAME)")
+        if board is not None:
+            from harness.report.leaderboard_report import build_report
+
+            entries = exporting.board_model_index(build_report(store, board))
+        else:
+            entries = exporting.run_model_index(store.load(store.resolve_id(run_id)))
+        text = exporting.model_index_yaml(entries)
+        if out is None:
+            return text
+        _write_text(Path(out), text)
+        return None
+    frame = exporting.runs_frame(store, board)
+    if run_id:
+        frame = frame[frame["run_id"] == store.resolve_id(run_id)]
+    if out is None:
+        if fmt == "parquet":
+            raise UsageError("--format parquet writes a file: give --out FILE")
+        return frame.to_csv(index=False)
+    exporting.write_table(frame, fmt, Path(out))
+    return None
+
+
+def _write_text(path: Path, text: str) -> None:
+    staged = path.with_name(f".{path.name}.tmp")
+    try:
+        staged.write_text(text, encoding="utf-8")
+        staged.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def validate(task: str, runs: bool = True, examples: int = 8, device: str = "auto") -> list[Any]:
+    """`harness validate`: every conformance check on a task (a name or a task file), as CheckResults."""
+    from harness.validation import validate as run_checks
+
+    return run_checks(task_name(task), runs=runs, examples=examples, device=device)
+
+
+def new_task(name: str, kind: str, directory: str | Path | None = None) -> Path:
+    """`harness new-task`: a plugin distribution for task `name` of `kind`, created under `directory`."""
+    from harness.scaffold import scaffold
+
+    return scaffold(name, kind, Path(directory) if directory else Path.cwd())
 
 
 def explain(run_id: str, runs_dir: str | Path | None = None, device: str = "auto", data_dir: str | None = None,

@@ -218,3 +218,14 @@ def packaged_data_file(dist: str, module: str, relative: str) -> Path:
     if path is None or not path.is_file():
         raise UsageError(f"data file {module}/{relative} not found: install it with 'pip install {dist}'")
     return path
+
+
+def packaged_data_dir(dist: str, module: str, relative: str = "") -> Path:
+    """A data folder shipped inside an installed distribution, located without importing it (fingerprint it
+    with `directory_digest`)."""
+    copy = PackagedCopy(dist=dist, module=module)
+    root = copy.locate()
+    path = root / relative if root is not None else None
+    if path is None or not path.is_dir():
+        raise UsageError(f"data folder {module}/{relative} not found: install it with 'pip install {dist}'")
+    return path

@@ -65,6 +65,7 @@ def _devices(text: str) -> int:
 
 RUNS_DIR_HELP = "where runs are stored (default ./runs or $HARNESS_RUNS_DIR)"
 DEVICES = ("auto", "cpu", "cuda")
+SCAFFOLD_KINDS = api.TASK_KINDS  # new-task scaffolds a Python plugin for each kind a task file can declare
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub, stored)
     p_show = sub.add_parser("show", parents=[stored], help="show a stored run")
     p_show.add_argument("run_id", help="run id (or an unambiguous prefix)")
+    _add_task_authoring(sub)
+    p_export = sub.add_parser("export", parents=[stored],
+                              help="a run's or a leaderboard's scores as model-card metadata, or all runs as a table")
+    p_export.add_argument("run_id", nargs="?", help="a run id (or prefix); leave out with --leaderboard")
+    p_export.add_argument("--leaderboard", help="a leaderboard's models and cells")
+    p_export.add_argument("--format", required=True, choices=("model-index", "csv", "parquet"),
+                          help="model-index: Hugging Face model-card YAML; csv/parquet: one row per complete run")
+    p_export.add_argument("--out", help="write this file (atomically) instead of printing")
     return parser
 
 
@@ -104,6 +113,9 @@ def _add_run(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_run.add_argument("--adapt", help="frozen | full | partial:N (default: the task's, usually full)")
     p_run.add_argument("--data-dir", help="where the task's data is, for tasks whose data is not packaged")
     p_run.add_argument("--device", default="auto", choices=DEVICES)
+    p_run.add_argument("--log-with", metavar="TRACKERS",
+                       help="experiment trackers each run logs to: tensorboard, mlflow, wandb (comma-separated)")
+    p_run.add_argument("--tracking-dir", metavar="DIR", help="where TensorBoard and W&B files go (default ./tracking)")
     p_run.add_argument("--devices", type=_devices, default=1, metavar="N",
                        help="train each run data-parallel (DDP) on N devices: N GPUs with --device cuda, N CPU "
                             "processes with --device cpu (default 1); the protocol's batch size stays the global "
@@ -175,6 +187,22 @@ def _add_explain(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_explain.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _add_task_authoring(sub: Any) -> None:
+    p_validate = sub.add_parser("validate", help="check a task against everything the harness expects of one "
+                                                 "(exit 0 all pass, 1 a check failed)")
+    p_validate.add_argument("task", help="a task name or a task file (path/to/task.toml)")
+    p_validate.add_argument("--no-runs", action="store_true",
+                            help="only the checks that train nothing (spec, splits, stability, labels)")
+    p_validate.add_argument("--examples", type=_number(int, 1, "a positive integer"), default=8, metavar="N",
+                            help="examples per split in the smoke runs (default 8)")
+    p_validate.add_argument("--device", default="auto", choices=DEVICES)
+    p_validate.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p_new = sub.add_parser("new-task", help="scaffold a task plugin distribution that installs and validates as is")
+    p_new.add_argument("name", help="the task's name (lower-case letters, digits, '-')")
+    p_new.add_argument("--kind", required=True, choices=SCAFFOLD_KINDS, help="what the task predicts")
+    p_new.add_argument("--dir", help="where to create the distribution's folder (default: the current folder)")
+
+
 def _add_report(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_report = sub.add_parser("report", parents=[stored],
                               help="write a leaderboard report (Markdown, HTML, CSV, JSON, plots)")
@@ -226,10 +254,12 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return done.code if isinstance(done.code, int) else 0
     if args.command is None:
         parser.print_help()
-        raise api.UsageError("a command is required: list, run, explain, report, compare or show "
+        raise api.UsageError("a command is required: list, run, explain, report, compare, show, export, validate or "
+                             "new-task "
                              "(see 'harness COMMAND --help')")
     commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
-                "compare": _cmd_compare, "explain": _cmd_explain}
+                "compare": _cmd_compare, "explain": _cmd_explain, "validate": _cmd_validate, "export": _cmd_export,
+                "new-task": _cmd_new_task}
     return commands[args.command](args)
 
 
@@ -306,7 +336,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        device=args.device, runs_dir=args.runs_dir, force=args.force,
                        deterministic=args.deterministic, progress=not args.quiet, data_dir=args.data_dir,
                        explain=args.explain, devices=args.devices, precision=args.precision, compile=args.compile,
-                       wait=not args.no_wait)
+                       wait=not args.no_wait, log_with=args.log_with, tracking_dir=args.tracking_dir)
     if not outcomes:  # a process other than rank 0 of a launched run: rank 0 reports
         return 0
     records = [o.record for o in outcomes]
@@ -347,7 +377,8 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
                                   progress=not args.quiet, explain=args.explain, executor=args.executor or "local",
                                   address=args.address, gpus_per_run=args.gpus_per_run,
                                   cpus_per_run=args.cpus_per_run, max_parallel=args.max_parallel,
-                                  max_retries=args.max_retries)
+                                  max_retries=args.max_retries, log_with=args.log_with,
+                                  tracking_dir=args.tracking_dir)
     if args.json:
         print(json.dumps({k: summary[k] for k in ("reused", "ran", "running_elsewhere", "failed")}, indent=2))
     else:
@@ -407,6 +438,35 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     print(f"{record['task']}  backbone {record['backbone']}  adapt {record['adapt']}  protocol {record['protocol']}  "
           f"seed {record['seed']}\n  run {record['run_id']}")
     print(explanation_summary(block))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    results = api.validate(args.task, runs=not args.no_runs, examples=args.examples, device=args.device)
+    failed = [r for r in results if r.passed is False]
+    if args.json:
+        print(json.dumps([{"check": r.name, "result": r.mark.lower(), "detail": r.detail} for r in results], indent=2))
+    else:
+        for result in results:
+            print(f"[{result.mark}] {result.name:<10} {result.detail}")
+        print(f"{args.task}: {len(failed)} check{'s' * (len(failed) != 1)} failed" if failed
+              else f"{args.task}: every check passed")
+    return 1 if failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    text = api.export(args.format, args.run_id, args.leaderboard, args.runs_dir, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_new_task(args: argparse.Namespace) -> int:
+    folder = api.new_task(args.name, args.kind, args.dir)
+    print(f"created {folder}\n  pip install -e {folder}\n  harness validate {args.name}\n"
+          f"  harness run --task {args.name} --protocol smoke")
     return 0
 
 

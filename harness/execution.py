@@ -21,6 +21,7 @@ from harness.leaderboard import Leaderboard
 from harness.planning import RunPlan, plan_cell
 from harness.progress import ProgressReporter
 from harness.store import LOG, SCHEMA_VERSION, RunStore
+from harness.tracking import run_tags, tracking
 from harness.training.distributed import is_main_process, world_size
 from harness.training.train import resolve_device, train
 
@@ -206,7 +207,11 @@ def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressRepor
                  plan.protocol.name, plan.seed, device)
         record = base_record(plan, device)
         try:
-            result = train(plan, device, progress)
+            with tracking(plan.run_id, plan.config | {"config_hash": plan.config_hash}, run_tags(plan)) as trackers:
+                result = train(plan, device, progress)
+                if trackers is not None:
+                    trackers.log({f"test/{k}": v for k, v in result.test.metrics.items()}
+                                 | {f"timing/{k}": v for k, v in result.timing.items()})
         except HarnessError as exc:
             store.write_result(record | {"status": "failed", "error": str(exc)})
             raise

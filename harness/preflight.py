@@ -2,9 +2,9 @@
 
 Planning (harness.planning) fixes what a run is; this checks that it can start: the backbone folder holds a
 model its adapter can build, every split loads (through the task's own `load_split`, with the protocol's
-limits, so the check reads exactly what the run reads) and is not empty, and audio clips given as files are
-16-bit PCM WAV files. Bad input is one UsageError line (exit 2) and leaves nothing in the runs directory; only
-what fails once training has started becomes a `failed` record.
+limits, so the check reads exactly what the run reads) and is not empty, every reference is one of the task's
+labels, and audio clips given as files are 16-bit PCM WAV files. Bad input is one UsageError line (exit 2) and
+leaves nothing in the runs directory; only what fails once training has started becomes a `failed` record.
 
 Cost: the splits are loaded on the plan's own task object, which caches them, so the run does not load them
 again; WAV headers (a few dozen bytes each) are read only for the clips the run uses: about 50 us a clip
@@ -75,8 +75,24 @@ def check_data(task: Task, protocol: Any) -> None:
         rows = load_split(task, split, limit)
         if not rows:
             raise UsageError(f"task '{task.spec.name}': the {split} split is empty{data_dir_note(task)}")
+        check_labels(task, split, rows)
         if task.spec.modality == "audio":
             check_wav_files([row.input for row in rows if isinstance(row.input, str | Path)])
+
+
+def check_labels(task: Task, split: str, rows: Sequence[Any]) -> None:
+    """Every reference is one of the task's labels (a tag sequence: every tag), named with the example and the
+    label list before any training, not as a KeyError at the first batch."""
+    known = set(task.labels)
+    if not known:
+        return
+    for row in rows:
+        target = row.target
+        for label in target if isinstance(target, list | tuple) else (target,):
+            if label not in known:
+                raise UsageError(one_line(f"task '{task.spec.name}': label {label!r} of example '{row.id}' "
+                                          f"({split} split) is not in label_names {list(task.labels)}"
+                                          f"{data_dir_note(task)}"))
 
 
 def check_wav_files(paths: Sequence[str | Path]) -> None:

@@ -46,6 +46,8 @@ class _Entry:
     source: str  # who declared it: "entry point of <dist>" or "decorator"
     target: Any = None  # the loaded object, None while lazy
     problem: str | None = None  # why loading it failed (one line); set once, never retried in this process
+    loader: Callable[[], Any] | None = None  # builds the object when it is not a "module:attr" (a task file)
+    clash: str | None = None  # the name is defined twice: this says where (an error whenever the name is used)
 
     @property
     def loaded(self) -> bool:
@@ -58,10 +60,19 @@ def origin_of(obj: Any) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, group: str, validate: Callable[[str, Any], T] | None = None):
+    """`special_origin`: maps an entry point's value to (origin, loader) when it is not a Python object (a task
+    file shipped in a package), else None. `scanners`: called once after the entry points, to add entries
+    found elsewhere (task files on a search path). Both may be "module:function" strings, imported on first
+    scan as entry points are, so a registry need not import what extends it."""
+
+    def __init__(self, kind: str, group: str, validate: Callable[[str, Any], T] | None = None,
+                 special_origin: Callable[[str], tuple[str, Callable[[], Any]] | None] | str | None = None,
+                 scanners: tuple[Callable[[Registry[T]], None] | str, ...] = ()):
         self.kind = kind  # "task", "backbone": used in messages
         self.group = group  # entry-point group
         self._validate = validate
+        self._special_origin = special_origin
+        self._scanners = scanners
         self._entries: dict[str, _Entry] = {}
         self._entry_points_scanned = False
 
@@ -79,19 +90,27 @@ class Registry(Generic[T]):
             # Same origin loaded twice (module re-import): keep the first object, it is equivalent.
             return existing.target
         source = existing.source if existing is not None else "decorator"
-        self._entries[name] = _Entry(origin=origin, source=source, target=obj)
+        self._entries[name] = _Entry(origin=origin, source=source, target=obj,
+                                     clash=existing.clash if existing is not None else None)
         return obj
 
-    def add_lazy(self, name: str, origin: str, source: str) -> None:
+    def add_lazy(self, name: str, origin: str, source: str, loader: Callable[[], Any] | None = None,
+                 clash: str = "raise") -> None:
+        """Record an entry loaded on first use. The same name from another origin raises DuplicateEntryError
+        (`clash="raise"`), or (`clash="broken"`, for entries found by scanning) makes the name unusable with
+        an error naming both, so one stray file never stops every command."""
         existing = self._entries.get(name)
         if existing is not None:
             if existing.origin == origin:
                 return
-            raise DuplicateEntryError(
-                f"duplicate {self.kind} '{name}': defined in {existing.origin} ({existing.source}) "
-                f"and in {origin} ({source})"
-            )
-        self._entries[name] = _Entry(origin=origin, source=source)
+            message = (f"duplicate {self.kind} '{name}': defined in {existing.origin} ({existing.source}) "
+                       f"and in {origin} ({source})")
+            if clash == "raise":
+                raise DuplicateEntryError(message)
+            existing.clash = existing.clash or message
+            existing.target = None
+            return
+        self._entries[name] = _Entry(origin=origin, source=source, loader=loader)
 
     def scan_entry_points(self) -> None:
         """Record every installed distribution's entry points of this group (imports nothing)."""
@@ -104,7 +123,12 @@ class Registry(Generic[T]):
                 continue
             seen.add((ep.name, ep.value))
             dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
-            self.add_lazy(ep.name, ep.value.replace(" ", ""), f"entry point of {dist}")
+            value = ep.value.replace(" ", "")
+            special = _resolve(self._special_origin)(value) if self._special_origin is not None else None
+            origin, loader = special if special is not None else (value, None)
+            self.add_lazy(ep.name, origin, f"entry point of {dist}", loader=loader, clash="broken")
+        for scan in self._scanners:
+            _resolve(scan)(self)
 
     # --- lookup -------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -123,6 +147,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         entry = self._entry(name)
+        if entry.clash is not None:
+            raise DuplicateEntryError(entry.clash)
         if not entry.loaded:
             self._load(name, entry)
         return self._entries[name].target
@@ -132,14 +158,15 @@ class Registry(Generic[T]):
         for name in self.names():
             try:
                 yield name, self.get(name)
-            except BrokenEntryError:
+            except (BrokenEntryError, DuplicateEntryError):
                 continue
 
     def problems(self) -> dict[str, str]:
         """{name: one-line reason} of every entry that could not be loaded (each is tried once)."""
         for _ in self.items():  # loads every entry, recording what fails
             pass
-        return {name: e.problem for name, e in sorted(self._entries.items()) if e.problem is not None}
+        return {name: e.clash or e.problem for name, e in sorted(self._entries.items())
+                if e.clash is not None or e.problem is not None}
 
     def suggest(self, name: str) -> list[str]:
         return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
@@ -155,6 +182,8 @@ class Registry(Generic[T]):
             raise self.unknown(name) from None
 
     def _load(self, name: str, entry: _Entry) -> None:
+        if entry.clash is not None:
+            raise DuplicateEntryError(entry.clash)
         if entry.problem is None:
             try:
                 self._import(name, entry)
@@ -166,17 +195,27 @@ class Registry(Generic[T]):
             f"{self.kind} '{name}' could not be loaded from {entry.origin} ({entry.source}): {entry.problem}")
 
     def _import(self, name: str, entry: _Entry) -> None:
-        module_name, _, attr = entry.origin.partition(":")
-        module = importlib.import_module(module_name)
-        obj: Any = module
-        for part in attr.split(".") if attr else []:
-            obj = getattr(obj, part)
+        if entry.loader is not None:
+            obj = entry.loader()
+        else:
+            module_name, _, attr = entry.origin.partition(":")
+            obj = importlib.import_module(module_name)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
         current = self._entries[name]
         if current.loaded:  # the module's decorator registered it while importing
             return
         if self._validate is not None:
             obj = self._validate(name, obj)
         self.add(name, obj, origin=entry.origin)
+
+
+def _resolve(hook: Any) -> Callable[..., Any]:
+    """A hook given as a callable, or as a "module:function" string imported now."""
+    if not isinstance(hook, str):
+        return hook
+    module_name, _, attr = hook.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _reason(exc: BaseException) -> str:

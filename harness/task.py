@@ -276,7 +276,11 @@ def _check_protocols(name: str, protocols: Mapping[str, Any]) -> None:
                              "(build the table with harness.protocol.protocol_table)")
 
 
-TASKS: Registry[type] = Registry("task", "harness.tasks", validate=_validate_task)
+# Task files join the registry as a named plugin source, resolved on first scan like an entry point: the task
+# API never imports the task-file machinery (harness.taskfiles builds on these bases, one floor up).
+TASKS: Registry[type] = Registry("task", "harness.tasks", validate=_validate_task,
+                                 special_origin="harness.taskfiles.discovery:entry_point_file",
+                                 scanners=("harness.taskfiles.discovery:scan",))
 
 
 def register_task(cls: type) -> type:

@@ -10,6 +10,7 @@ from harness.control_tasks import ControlProtocol, ControlTask
 from harness.errors import UsageError
 from harness.protocol import PROTOCOL_NAMES, TrainingProtocol
 from harness.task import MODALITIES, TASKS, SupervisedTask, TaskSpec
+from harness.validation import validate
 
 TASK_NAMES = TASKS.names()
 BACKBONE_NAMES = BACKBONES.names()
@@ -32,24 +33,36 @@ def test_task_conforms(name: str) -> None:
         protocol = task.protocols[protocol_name]
         assert isinstance(protocol, TrainingProtocol) and protocol.name == protocol_name
         assert protocol.epochs >= 1 and protocol.batch_size >= 1
+    # splits, ids, stability, fingerprint and labels: test_task_passes_validate (the checks of harness validate)
+    reason = _needs_user_data(name)
+    if reason:  # its data is the user's to give (tested with written data elsewhere)
+        pytest.skip(reason)
+    assert isinstance(task, SupervisedTask)
+    smoke = task.protocols["smoke"]
+    assert len(task.load_split("train", smoke.train_limit)) <= (smoke.train_limit or 10**9)
+
+
+def _needs_user_data(name: str) -> str | None:
+    task = TASKS.get(name)()
     if task.accepts_data_dir:
         try:
             task.data_fingerprint()
-        except UsageError as exc:  # its data is the user's to give (tested with written data elsewhere)
-            pytest.skip(f"no default data for {name}: {exc}")
-    assert isinstance(task, SupervisedTask)
-    assert task.data_fingerprint() == task.data_fingerprint()
-    splits = {s: task.load_split(s) for s in ("train", "dev", "test")}
-    assert all(splits.values())
-    ids = [e.id for rows in splits.values() for e in rows]
-    assert len(ids) == len(set(ids)), "example ids must be unique across splits"
-    smoke = task.protocols["smoke"]
-    assert len(task.load_split("train", smoke.train_limit)) <= (smoke.train_limit or 10**9)
-    first_ids = [e.id for e in task.load_split("test")[:20]]
-    assert first_ids == [e.id for e in type(task)().load_split("test")[:20]], "splits must be deterministic"
-    targets = [e.target for rows in splits.values() for e in rows]
-    flat = [t for seq in targets for t in seq] if spec.kind == "token-classification" else targets
-    assert set(flat) <= set(task.labels), "every reference must be one of the task's labels"
+        except UsageError as exc:
+            return f"no default data for {name}: {exc}"
+    return None
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_task_passes_validate(name: str) -> None:
+    """The checks of `harness validate`, the same for every registered task: spec, splits, stability, labels, a
+    smoke run on a few examples, the same seed again with identical metrics, and its explanation."""
+    reason = _needs_user_data(name)
+    if reason:
+        pytest.skip(reason)
+    results = validate(name, examples=4, device="cpu")
+    failed = [f"{r.name}: {r.detail}" for r in results if r.passed is False]
+    assert not failed, failed
+    assert [r.name for r in results] == ["spec", "splits", "stable", "labels", "smoke run", "repeat", "explain"]
 
 
 def _check_control_task(task) -> None:

@@ -58,7 +58,10 @@ def test_duplicate_task_name_from_another_distribution(tmp_path: Path) -> None:
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-ner\nVersion: 1.0\n")
     (dist_info / "entry_points.txt").write_text("[harness.tasks]\nner = evil_ner:Ner\n")
-    out = _harness("list", "tasks", path=site, tmp_path=tmp_path)
+    listing = _harness("list", "tasks", path=site, tmp_path=tmp_path)
+    assert listing.returncode == 0, listing.stderr  # one clash never hides every other task
+    assert "sentiment" in listing.stdout and "duplicate task 'ner'" in listing.stdout
+    out = _harness("run", "--task", "ner", path=site, tmp_path=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1

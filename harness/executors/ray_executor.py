@@ -33,6 +33,8 @@ from harness.leaderboard import Cell, Leaderboard
 from harness.planning import plan_cell
 from harness.progress import ProgressReporter
 from harness.store import RESULT, RunStore
+from harness.taskfiles.discovery import task_search_environment
+from harness.tracking import forwarded_environment
 
 log = logging.getLogger("harness")
 RAY_MISSING = "the Ray executor needs ray: pip install 'harness[ray]'"
@@ -68,8 +70,11 @@ class RayExecutor:
             log.info("Ray: %s, %g CPU and %g GPU per cell, at most %s cells at a time, %d retries of a dead worker",
                      _describe(self.ray.cluster_resources()), self.cpus_per_run, gpus,
                      self.max_parallel or "all", self.max_retries)
-            remote = self.ray.remote(run_cell_remote).options(num_cpus=self.cpus_per_run, num_gpus=gpus,
-                                                              max_retries=self.max_retries)
+            options: dict[str, Any] = {"num_cpus": self.cpus_per_run, "num_gpus": gpus, "max_retries": self.max_retries}
+            forwarded = forwarded_environment() | task_search_environment()
+            if forwarded:  # a worker on another node does not inherit this environment
+                options["runtime_env"] = {"env_vars": forwarded}
+            remote = self.ray.remote(run_cell_remote).options(**options)
             self._drive(remote, board, jobs, store, explain, gpus > 0, report)
         finally:
             if started_here:

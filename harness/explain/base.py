@@ -48,8 +48,13 @@ EXPLAIN_SETTINGS = {
 
 
 def settings_for(task: Any, protocol: str) -> ExplainSettings:
-    """A task may override the defaults with its own `explain_settings` mapping (protocol -> settings)."""
-    return task.explain_settings.get(protocol) or EXPLAIN_SETTINGS.get(protocol) or EXPLAIN_SETTINGS["quick"]
+    """A task may override the defaults with its own `explain_settings` mapping (protocol -> settings). A derived
+    protocol ("smoke+bf16") takes its base protocol's settings."""
+    for name in (protocol, protocol.split("+")[0]):
+        chosen = task.explain_settings.get(name) or EXPLAIN_SETTINGS.get(name)
+        if chosen is not None:
+            return chosen
+    return EXPLAIN_SETTINGS["quick"]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
+from harness import tracking
 from harness.errors import RunFailed
 from harness.progress import ProgressReporter
 from harness.protocol import TrainingProtocol
@@ -107,6 +108,9 @@ def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Traini
                         **{f"dev_{k}": v for k, v in dev_result.metrics.items()}})
         log.info("epoch %d: train loss %.4f, dev %s %.4f", epoch, train_loss, primary.name,
                  dev_result.metrics[primary.name])
+        if (trackers := tracking.current()) is not None:
+            trackers.log({"epoch": epoch, "train/epoch_loss": train_loss, "dev/loss": dev_result.loss}
+                         | {f"dev/{k}": v for k, v in dev_result.metrics.items()}, step=epoch * len(train_loader))
         if value > best_value:  # ties keep the earlier epoch
             best_value, best_epoch = value, epoch
             best_state = accelerator.unwrap_model(model).trainable_state()
@@ -185,6 +189,7 @@ class _Loop:
         device = self.accelerator.device
         running = torch.zeros((), dtype=torch.float64, device=device)
         seen, reported, sync_every = 0, 0, self.settings.sync_every
+        trackers, logged_loss, logged_seen = tracking.current(), 0.0, 0
         with self.settings.threads_for_loop(), self.progress.phase(f"epoch {epoch}/{self.protocol.epochs}",
                                                                   len(loader)) as update:
             for step, batch in enumerate(loader, 1):
@@ -202,7 +207,13 @@ class _Loop:
                 seen += count
                 if step % sync_every == 0 or step == len(loader):
                     self._check_finite(running, epoch, step)
-                    update(advance=step - reported, loss=running.item() / max(seen, 1))
+                    total = running.item()
+                    update(advance=step - reported, loss=total / max(seen, 1))
+                    if trackers is not None:  # the mean loss of the steps since the last report
+                        trackers.log({"train/loss": (total - logged_loss) / max(seen - logged_seen, 1),
+                                      "train/lr": self.scheduler.get_last_lr()[0]},
+                                     step=(epoch - 1) * len(loader) + step)
+                        logged_loss, logged_seen = total, seen
                     reported = step
         totals = torch.stack([running, torch.tensor(float(seen), dtype=torch.float64, device=device)])
         if self.accelerator.num_processes > 1:  # the mean over every process's examples
