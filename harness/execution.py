@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.environment import describe_environment
-from harness.errors import AlreadyComplete, HarnessError, NothingToExplain, RunFailed
+from harness.errors import AlreadyComplete, HarnessError, NothingToExplain, RunFailed, RunInProgress
 from harness.executors.base import LOCAL, CellJob, CellResult, Executor
 from harness.explain.runner import explain_run
 from harness.leaderboard import Leaderboard
@@ -145,6 +145,8 @@ def _explained(result: CellResult, store: RunStore, executor: Executor, explain:
     outcome = RunOutcome(result.record, reused=True)
     try:
         explain_outcomes([outcome], store, resolve_device(executor.device), None, progress)
+    except RunInProgress:  # another runner on this runs directory is explaining it right now: not a failure
+        return CellResult(result.job, "elsewhere", result.record, "being explained by another process")
     except HarnessError as exc:
         return CellResult(result.job, "failed", result.record, f"explaining it failed: {exc}")
     result.record = outcome.record

@@ -160,6 +160,27 @@ def test_a_cell_another_process_holds_is_running_elsewhere(boards: dict[str, Pat
     assert summary["running_elsewhere"] == [held] and summary["failed"] == [] and len(summary["ran"]) == 1
 
 
+def test_a_reused_cell_another_process_is_explaining_is_running_elsewhere_not_failed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness import execution
+    from harness.errors import RunInProgress
+    from harness.executors.base import CellJob, CellResult
+    from harness.leaderboard import Cell, ModelSelection
+    from harness.progress import ProgressReporter
+
+    def held(*args: object, **kwargs: object) -> None:
+        raise RunInProgress("run r1 is already in progress in another process (pid 1)")
+
+    monkeypatch.setattr(execution, "explain_outcomes", held)
+    job = CellJob(1, Cell("ner", ModelSelection("minilm", "full"), 0), None)
+    executor = SimpleNamespace(device="cpu")  # only its device is read
+    result = execution._explained(CellResult(job, "reused", {"run_id": "r1"}), RunStore(tmp_path), executor, True,
+                                  ProgressReporter(False))
+    assert result.status == "elsewhere" and "another process" in result.error
+
+
 def _run_ids(board: Path) -> list[str]:
     from harness.planning import plan_cell
 

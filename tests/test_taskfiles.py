@@ -267,6 +267,12 @@ def test_task_file_by_path_registers_and_names_a_clash(tmp_path: Path, monkeypat
         register_path(str(task_toml(tmp_path, name="taken")), registry)
 
 
+def test_a_task_file_path_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    registry: Registry = Registry("task", "harness.tests-no-such-group")
+    with pytest.raises(UsageError, match="task file nowhere/x.toml does not exist"):
+        register_path("nowhere/x.toml", registry)
+
+
 def test_builtin_topics_is_a_task_file() -> None:
     task = TASKS.get("topics")()
     assert TASKS.origin("topics").endswith("topics.toml") and "entry point" in TASKS.source("topics")
