@@ -378,29 +378,18 @@ def export(fmt: str, run_id: str | None = None, leaderboard: str | None = None,
             entries = exporting.board_model_index(build_report(store, board))
         else:
             entries = exporting.run_model_index(store.load(store.resolve_id(run_id)))
-        text = exporting.model_index_yaml(entries)
-        if out is None:
-            return text
-        _write_text(Path(out), text)
-        return None
-    frame = exporting.runs_frame(store, board)
-    if run_id:
-        frame = frame[frame["run_id"] == store.resolve_id(run_id)]
-    if out is None:
-        if fmt == "parquet":
+        data: bytes | str = exporting.model_index_yaml(entries)
+    else:
+        frame = exporting.runs_frame(store, board)
+        if run_id:
+            frame = frame[frame["run_id"] == store.resolve_id(run_id)]
+        if out is None and fmt == "parquet":
             raise UsageError("--format parquet writes a file: give --out FILE")
-        return frame.to_csv(index=False)
-    exporting.write_table(frame, fmt, Path(out))
+        data = exporting.table_bytes(frame, fmt)
+    if out is None:
+        return data if isinstance(data, str) else data.decode()
+    exporting.write_export(Path(out), data)
     return None
-
-
-def _write_text(path: Path, text: str) -> None:
-    staged = path.with_name(f".{path.name}.tmp")
-    try:
-        staged.write_text(text, encoding="utf-8")
-        staged.replace(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def validate(task: str, runs: bool = True, examples: int = 8, device: str = "auto") -> list[Any]:

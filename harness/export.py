@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.leaderboard import Leaderboard
-from harness.store import RunStore
+from harness.store import RunStore, write_atomic
 from harness.task import TASKS
 
 FORMATS = ("model-index", "csv", "parquet")
@@ -91,13 +91,19 @@ def runs_frame(store: RunStore, board: Leaderboard | None = None) -> Any:
     return frame.sort_values(["task", "backbone", "adapt", "protocol", "seed"]).reset_index(drop=True)
 
 
-def write_table(frame: Any, fmt: str, out: Path) -> None:
-    staged = out.with_name(f".{out.name}.tmp")
-    if fmt == "parquet":
-        try:
-            frame.to_parquet(staged, index=False)
-        except ImportError:
-            raise UsageError("--format parquet needs pyarrow: pip install 'harness[datasets]' (or pyarrow)") from None
-    else:
-        frame.to_csv(staged, index=False)
-    staged.replace(out)  # atomic: a reader never sees half a file
+def table_bytes(frame: Any, fmt: str) -> bytes:
+    """The runs table as CSV or Parquet."""
+    if fmt != "parquet":
+        return frame.to_csv(index=False).encode()
+    try:
+        return frame.to_parquet(index=False)
+    except ImportError:
+        raise UsageError("--format parquet needs pyarrow: pip install 'harness[datasets]' (or pyarrow)") from None
+
+
+def write_export(out: Path, data: bytes | str) -> None:
+    """Atomically (the store's writer): a reader never sees half a file."""
+    try:
+        write_atomic(out, data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -166,6 +166,12 @@ def _hashing(paths: Iterable[Path], what: str) -> list[str]:
     return digests
 
 
+def content_digests(paths: Sequence[Path], what: str) -> list[str]:
+    """Each file's sha256 (hex), in order, remembered per file like every fingerprint here: one cache session
+    for the whole list, so a folder of many small files is cheap to digest again."""
+    return _hashing([Path(p) for p in paths], what)
+
+
 def file_fingerprint(path: Path) -> str:
     """"sha256:<hex>" of one file's content (what `sha256sum` prints)."""
     return "sha256:" + _hashing([Path(path)], str(path))[0]

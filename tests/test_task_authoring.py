@@ -276,4 +276,4 @@ def test_export_csv_parquet_and_a_run_model_index(tmp_path: Path, tiny_text_back
     frame = pd.read_parquet(out)
     assert list(frame["run_id"]) == [record["run_id"]]
     assert "give --out" in one_line_error(run_cli("export", "--format", "parquet", runs_dir=runs))
-    assert os.listdir(tmp_path).count(".runs.parquet.tmp") == 0
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".runs.parquet")] == []  # no staged file left

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, ClassVar
 
-from harness.errors import UsageError, one_line
+from harness.errors import one_line
 from harness.protocol import TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec
 from harness.taskfiles.schema import TaskFile, TaskFileError
@@ -127,10 +127,6 @@ class TaskFileTask:
             return self.task_file.labels
         return self._read()[1]
 
-    @property
-    def labels(self) -> Sequence[str]:
-        return self.label_names
-
     def _read(self) -> tuple[dict[str, list[Example]], tuple[str, ...]]:
         cached = self.__dict__.get("_rows")
         if cached is None:
@@ -154,9 +150,4 @@ def build_task_class(tf: TaskFile) -> type:
     title = "".join(part.capitalize() for part in tf.name.replace(".", "-").replace("_", "-").split("-"))
     attrs = {"spec": spec, "protocols": protocols, "task_file": tf, "__module__": __name__,
              "__doc__": f"{tf.description} (task file {tf.path})"}
-    try:
-        return type(f"{title}TaskFile", (TaskFileTask, base), attrs)
-    except UsageError:
-        raise
-    except Exception as exc:  # pragma: no cover - a base refusing the class is a harness bug, named anyway
-        raise TaskFileError(one_line(f"task file {tf.path}: {type(exc).__name__}: {exc}")) from None
+    return type(f"{title}TaskFile", (TaskFileTask, base), attrs)

@@ -25,14 +25,14 @@ ENV = "HARNESS_TASK_PATH"
 LOCAL_FOLDER = "tasks"
 
 
-def load_class(path: Path, origin: str) -> type:
+def load_class(path: Path) -> type:
     from harness.taskfiles.build import build_task_class
 
-    return build_task_class(read_task_file(path, origin))
+    return build_task_class(read_task_file(path))
 
 
-def _loader(path: Path, origin: str) -> Callable[[], Any]:
-    return lambda: load_class(path, origin)
+def _loader(path: Path) -> Callable[[], Any]:
+    return lambda: load_class(path)
 
 
 def entry_point_file(value: str) -> tuple[str, Callable[[], Any]] | None:
@@ -43,7 +43,7 @@ def entry_point_file(value: str) -> tuple[str, Callable[[], Any]] | None:
     spec = importlib.util.find_spec(module)  # finds the package without importing it
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     path = Path(folders[0], resource).resolve() if folders else Path(module, resource)
-    return str(path), _loader(path, "entry point")
+    return str(path), _loader(path)
 
 
 def _files_in(place: Path) -> Iterator[Path]:
@@ -73,8 +73,8 @@ def scan(registry: Registry[Any]) -> None:
     """Record every task file found on HARNESS_TASK_PATH and in ./tasks (called by the task registry's scan)."""
     for path, where in found_files():
         try:
-            name = read_task_file(path, where).name
-            loader = _loader(path, where)
+            name = read_task_file(path).name
+            loader = _loader(path)
         except TaskFileError as error:  # listed as broken under the file's name, refused only when used
             name, loader = path.stem, _broken_loader(error)
         if name in registry and _same_content(registry.origin(name), path):
@@ -98,8 +98,8 @@ def register_path(argument: str, registry: Registry[Any]) -> str:
         raise UsageError(f"task file {argument} does not exist")
     path = path.resolve()
     registry.names()  # entry points and search paths first: a clash with any of them is named
-    tf: TaskFile = read_task_file(path, "task file given by path")
-    registry.add_lazy(tf.name, str(path), "task file given by path", loader=_loader(path, "task file given by path"))
+    tf: TaskFile = read_task_file(path)
+    registry.add_lazy(tf.name, str(path), "task file given by path", loader=_loader(path))
     places = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
     if str(path) not in places:
         os.environ[ENV] = os.pathsep.join([*places, str(path)])

@@ -49,7 +49,6 @@ class DataSource:
     config: str | None = None  # hub dataset configuration
     revision: str | None = None  # hub revision (a tag, branch or commit)
     encoding: str = "utf-8"  # textfolder files
-    package: str | None = None
 
     def describe(self) -> str:
         if self.format == "hub":
@@ -73,7 +72,6 @@ class SplitPlan:
 @dataclass(frozen=True)
 class TaskFile:
     path: Path
-    origin: str  # how it was found, for messages and `harness list tasks`
     name: str
     version: str
     kind: str
@@ -107,8 +105,8 @@ def _fail(path: Path, where: str, problem: str) -> NoReturn:
     raise TaskFileError(one_line(f"task file {path}{at}: {problem}"))
 
 
-def read_task_file(path: str | Path, origin: str = "path", package_root: Path | None = None) -> TaskFile:
-    """Parse and check a task file. `package_root`: where paths of a file shipped inside a package start."""
+def read_task_file(path: str | Path) -> TaskFile:
+    """Parse and check a task file."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -118,11 +116,10 @@ def read_task_file(path: str | Path, origin: str = "path", package_root: Path | 
         raise TaskFileError(one_line(f"task file {path} cannot be read: {exc}")) from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskFileError(one_line(f"task file {path} is not valid TOML: {exc}")) from None
-    return parse_task_file(raw, path, origin, package_root)
+    return parse_task_file(raw, path)
 
 
-def parse_task_file(raw: Mapping[str, Any], path: Path, origin: str = "path",
-                    package_root: Path | None = None) -> TaskFile:
+def parse_task_file(raw: Mapping[str, Any], path: Path) -> TaskFile:
     for key in raw:
         if key not in TOP_KEYS:
             _fail(path, key, f"unknown key{did_you_mean(key, TOP_KEYS)}")
@@ -135,14 +132,14 @@ def parse_task_file(raw: Mapping[str, Any], path: Path, origin: str = "path",
     labels, order = _labels(raw.get("labels", "sorted"), path)
     metrics = _strings(raw.get("metrics", []), path, "metrics")
     return TaskFile(
-        path=path, origin=origin, name=name, version=_text(raw, "version", path, required=True), kind=kind,
+        path=path, name=name, version=_text(raw, "version", path, required=True), kind=kind,
         description=_text(raw, "description", path, required=True), license=_text(raw, "license", path),
         citation=_text(raw, "citation", path),
         default_backbone=_text(raw, "default_backbone", path) or _default_backbone(kind),
         default_adapt=_text(raw, "default_adapt", path) or ("frozen" if kind == "audio-classification" else "full"),
         default_protocol=_text(raw, "default_protocol", path) or "quick",
         metrics=metrics, labels=labels, label_order=order,
-        data=_data(_table(raw, "data", path, required=True), path, package_root),
+        data=_data(_table(raw, "data", path, required=True), path),
         columns=_columns(_table(raw, "columns", path), kind, path),
         splits=_splits(_table(raw, "splits", path), path),
         protocols=_protocols(_table(raw, "protocols", path), path),
@@ -202,14 +199,13 @@ def _allowed(table: Mapping[str, Any], allowed: tuple[str, ...], path: Path, whe
             _fail(path, f"{where}.{key}", f"unknown key{did_you_mean(key, allowed)}")
 
 
-def _data(table: Mapping[str, Any], path: Path, package_root: Path | None) -> DataSource:
+def _data(table: Mapping[str, Any], path: Path) -> DataSource:
     _allowed(table, ("format", "path", "files", "dataset", "config", "revision", "encoding", "package"),
              path, "data")
     fmt = _text(table, "format", path, required=True)
     if fmt not in FORMATS:
         _fail(path, "data.format", f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}")
-    package = _text(table, "package", path) or None
-    root = _root(path, package, package_root)
+    root = _root(path, _text(table, "package", path) or None)
     if fmt == "hub":
         dataset = _text(table, "dataset", path)
         if not dataset:
@@ -225,24 +221,24 @@ def _data(table: Mapping[str, Any], path: Path, package_root: Path | None) -> Da
             _fail(path, "data.files", f"'files' (one file per source split) is for {', '.join(FILE_FORMATS)}")
         if not isinstance(files, dict) or not files or not all(isinstance(v, str) and v for v in files.values()):
             _fail(path, "data.files", "must be a table of source split = file (or glob)")
-        return DataSource(format=fmt, files={k: str(root / v) for k, v in files.items()}, package=package)
+        return DataSource(format=fmt, files={k: str(root / v) for k, v in files.items()})
     where = _text(table, "path", path)
     if not where:
         _fail(path, "data.path", f"a {fmt} source needs a path (a file, glob or folder)")
     encoding = _text(table, "encoding", path) or "utf-8"
-    return DataSource(format=fmt, path=root / where, encoding=encoding, package=package)
+    return DataSource(format=fmt, path=root / where, encoding=encoding)
 
 
-def _root(path: Path, package: str | None, package_root: Path | None) -> Path:
+def _root(path: Path, package: str | None) -> Path:
+    """Where the file's data paths start: its own folder, or the installed files of `package`."""
     if package is None:
-        return package_root or path.parent.resolve()
-    from harness.assets import PackagedCopy
+        return path.parent.resolve()
+    from harness.assets import packaged_data_dir
 
-    located = PackagedCopy(dist=package, module=package.replace("-", "_")).locate()
-    if located is None:
-        raise TaskFileError(f"task file {path} reads data from the package '{package}', which is not "
-                            f"installed: pip install {package}")
-    return located
+    try:
+        return packaged_data_dir(package, package.replace("-", "_"))
+    except UsageError as exc:
+        raise TaskFileError(one_line(f"task file {path} [data.package]: {exc}")) from None
 
 
 def _columns(table: Mapping[str, Any], kind: str, path: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError, first_line, one_line
-from harness.fingerprints import files_fingerprint, tree_files, tree_fingerprint
+from harness.fingerprints import content_digests, files_fingerprint, tree_files, tree_fingerprint
 from harness.splits import hash_split
 from harness.task import Example
 from harness.taskfiles.schema import FILE_FORMATS, SPLIT_NAMES, TaskFile
@@ -207,8 +207,9 @@ def _rows(tf: TaskFile, split: str, ds: Any, prefix: bool) -> Iterator[Row]:
     inputs = ds[cols[input_role]]
     targets = _target_names(ds, cols[target_role], tf)
     ids = ds[cols["id"]] if "id" in cols else ds["_file"] if "_file" in ds.column_names else range(len(ds))
+    clip_keys = _clip_keys(tf, inputs)
     for n, (raw_id, value, target) in enumerate(zip(ids, inputs, targets, strict=True)):
-        example_input, key = _input(tf, value, n, split)
+        example_input, key = _input(tf, value, n, split, clip_keys)
         row_id = str(raw_id) if "id" in cols else f"{split}/{raw_id}" if prefix else str(raw_id)
         yield Row(row_id, example_input, target, key)
 
@@ -245,7 +246,21 @@ def _target_names(ds: Any, column: str, tf: TaskFile) -> list[Any]:
     return [str(v) for v in values]
 
 
-def _input(tf: TaskFile, value: Any, n: int, split: str) -> tuple[Any, str]:
+def _local_file(value: Any) -> str | None:
+    path = value if isinstance(value, str) else value.get("path") if isinstance(value, Mapping) else None
+    return str(path) if path and os.path.isfile(path) else None
+
+
+def _clip_keys(tf: TaskFile, inputs: Sequence[Any]) -> dict[str, str]:
+    """The content digests of the clips that are local files, from the per-file digest cache: the loop reads
+    the clips when it batches them, so loading a split does not read them all again."""
+    if tf.kind != "audio-classification":
+        return {}
+    paths = list(dict.fromkeys(p for p in map(_local_file, inputs) if p))
+    return dict(zip(paths, content_digests([Path(p) for p in paths], f"task '{tf.name}' clips"), strict=True))
+
+
+def _input(tf: TaskFile, value: Any, n: int, split: str, clip_keys: Mapping[str, str]) -> tuple[Any, str]:
     """The Example input and the content key it is split and de-duplicated by."""
     kind = tf.kind
     if kind == "text-classification":
@@ -255,11 +270,13 @@ def _input(tf: TaskFile, value: Any, n: int, split: str) -> tuple[Any, str]:
     if kind == "token-classification":
         words = [str(w) for w in value]
         return words, " ".join(words)
+    if kind == "audio-classification" and (local := _local_file(value)):
+        return local, clip_keys[local]
     data = _media_bytes(tf, value, n, split)
     key = hashlib.sha256(data).hexdigest()
     if kind == "image-classification":
         return _decode_image(tf, data, n, split), key
-    return _audio_path(tf, value, data, key), key
+    return _cached_clip(tf, data, key), key
 
 
 def _media_bytes(tf: TaskFile, value: Any, n: int, split: str) -> bytes:
@@ -286,11 +303,8 @@ def _decode_image(tf: TaskFile, data: bytes, n: int, split: str) -> Any:
         raise UsageError(f"task '{tf.name}': row {n} of {split} is not a readable image ({exc})") from None
 
 
-def _audio_path(tf: TaskFile, value: Any, data: bytes, key: str) -> str:
-    """A WAV file the harness reader opens: the source file, or the clip's bytes written once to the cache."""
-    path = value if isinstance(value, str) else value.get("path")
-    if path and os.path.isfile(path):
-        return str(path)
+def _cached_clip(tf: TaskFile, data: bytes, key: str) -> str:
+    """A clip held as bytes (a hub dataset), written once to the cache as the WAV file the harness reader opens."""
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise UsageError(f"task '{tf.name}': audio must be 16-bit PCM WAV (decoding other formats needs "
                          "torchcodec, which the harness does not use)")
