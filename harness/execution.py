@@ -13,14 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import tuning
 from harness.environment import describe_environment
 from harness.errors import AlreadyComplete, HarnessError, NothingToExplain, RunFailed, RunInProgress
 from harness.executors.base import LOCAL, CellJob, CellResult, Executor
 from harness.explain.runner import explain_run
-from harness.leaderboard import Leaderboard
+from harness.leaderboard import Cell, Leaderboard, ModelSelection
 from harness.planning import RunPlan, plan_cell
 from harness.progress import ProgressReporter
 from harness.store import LOG, SCHEMA_VERSION, RunStore
+from harness.task import TASKS
 from harness.tracking import run_tags, tracking
 from harness.training.distributed import is_main_process, world_size
 from harness.training.train import resolve_device, train
@@ -37,9 +39,11 @@ class RunOutcome:
 @dataclass
 class BoardSummary:
     """What running a leaderboard did, one `CellResult` per cell: run ids ran now, reused (already complete),
-    running elsewhere (another process held the cell), and the cells that failed."""
+    running elsewhere (another process held the cell), and the cells that failed. A tuned board's trials are
+    summarised apart, in `trials`."""
 
     results: list[CellResult] = field(default_factory=list)  # in the order the cells finished
+    trials: BoardSummary | None = None
 
     def _ids(self, status: str) -> list[str]:
         return [r.job.plan.run_id for r in self.results if r.status == status and r.job.plan is not None]
@@ -61,9 +65,10 @@ class BoardSummary:
         return [(r.job.cell.task, r.job.cell.model.label, r.job.cell.seed, r.error)
                 for r in self.results if r.status == "failed"]
 
-    def to_dict(self) -> dict[str, list[Any]]:
-        return {"reused": self.reused, "ran": self.ran, "running_elsewhere": self.elsewhere,
-                "failed": [list(f) for f in self.failed]}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reused": self.reused, "ran": self.ran, "running_elsewhere": self.elsewhere,
+                               "failed": [list(f) for f in self.failed]}
+        return out | ({"trials": self.trials.to_dict()} if self.trials is not None else {})
 
 
 def run_plans(plans: Sequence[RunPlan], store: RunStore, device: str, progress: ProgressReporter,
@@ -107,11 +112,33 @@ def run_leaderboard(board: Leaderboard, store: RunStore, executor: Executor, pro
     or as Ray tasks). The cells are planned here, so run ids and config hashes never depend on where a cell
     runs; complete ones are skipped by config hash before anything is handed out; a cell another process is
     running is reported as running elsewhere; one failing cell never stops the others. With explain, cells
-    found complete are explained here (a stored explanation with the same settings is kept)."""
-    summary, jobs, cells = BoardSummary(), [], board.cells()
-    with progress.phase(f"leaderboard {board.name}", len(cells)) as update:
-        tally = _Tally(len(cells), summary, update)
-        for index, cell in enumerate(cells, 1):
+    found complete are explained here (a stored explanation with the same settings is kept). A tuned board
+    first runs its trials the same way (`harness.tuning`), then the tested runs of each model's choice."""
+    summary = BoardSummary()
+    cells, failed = _tuned_cells(board, store, executor, progress, summary) if board.tune else (board.cells(), [])
+    _run_cells(board, cells, store, executor, progress, explain, summary, f"leaderboard {board.name}", failed)
+    for result in summary.results:  # finished by another runner while this one went on: count it as reused
+        plan = result.job.plan
+        if result.status == "elsewhere" and plan is not None:
+            stored = store.find_complete(plan.run_id, plan.config_hash)
+            if stored is not None:
+                result.status, result.record = "reused", stored
+                log.info("%s: finished elsewhere meanwhile, counted as already complete", result.job.label)
+    return summary
+
+
+def _run_cells(board: Leaderboard, cells: Sequence[Cell], store: RunStore, executor: Executor,
+               progress: ProgressReporter, explain: bool, summary: BoardSummary, phase: str,
+               failed: Sequence[tuple[Cell, str]] = ()) -> None:
+    """Plan `cells`, reuse the complete ones, hand the rest to `executor`; every outcome goes into `summary`.
+    `failed`: cells that cannot be planned at all (e.g. every trial of their tuning failed), with the reason."""
+    jobs = []
+    total = len(cells) + len(failed)
+    with progress.phase(phase, total) as update:
+        tally = _Tally(total, summary, update)
+        for cell, reason in failed:
+            tally.finish(CellResult(CellJob(0, cell, None), "failed", error=reason))
+        for index, cell in enumerate(cells, len(failed) + 1):
             try:
                 job = CellJob(index, cell, plan_cell(board, cell))
             except HarnessError as exc:
@@ -123,18 +150,42 @@ def run_leaderboard(board: Leaderboard, store: RunStore, executor: Executor, pro
                 jobs.append(job)
             else:
                 tally.finish(_explained(CellResult(job, "reused", stored), store, executor, explain, progress))
-        log.info("leaderboard %s: %d cells, %d to run (%s executor)", board.name, len(cells), len(jobs),
-                 executor.name)
+        log.info("%s: %d cells, %d to run (%s executor)", phase, total, len(jobs), executor.name)
         executor.run(board, jobs, store, explain, progress,
                      lambda result: tally.finish(_explained(result, store, executor, explain, progress)))
-    for result in summary.results:  # finished by another runner while this one went on: count it as reused
-        plan = result.job.plan
-        if result.status == "elsewhere" and plan is not None:
-            stored = store.find_complete(plan.run_id, plan.config_hash)
-            if stored is not None:
-                result.status, result.record = "reused", stored
-                log.info("%s: finished elsewhere meanwhile, counted as already complete", result.job.label)
-    return summary
+
+
+def _tuned_cells(board: Leaderboard, store: RunStore, executor: Executor, progress: ProgressReporter,
+                 summary: BoardSummary) -> tuple[list[Cell], list[tuple[Cell, str]]]:
+    """Run a tuned board's trials (into `summary.trials`), choose each (task, model)'s settings on dev, and
+    return the tested cells of the choices, plus the cells that cannot run (no space to tune, no trial done)."""
+    summary.trials = BoardSummary()
+    trials: dict[tuple[str, ModelSelection], list[Cell]] = {}
+    failed: list[tuple[Cell, str]] = []
+    for task, model in board.pairs():
+        try:
+            trials[(task, model)] = tuning.trial_cells(board, task, model)
+        except HarnessError as exc:
+            failed += [(Cell(task, model, seed), str(exc)) for seed in board.seeds]
+    everything = [cell for cells in trials.values() for cell in cells]
+    _run_cells(board, everything, store, executor, progress, False, summary.trials, f"tuning {board.name}")
+    done = {r.job.cell: r.record for r in summary.trials.results if r.record is not None and r.status != "failed"}
+    tested = []
+    for (task, model), cells in trials.items():
+        spec = TASKS.get(task).spec
+        scored = [{"changes": c.changes, "seed": c.seed, "dev": done[c]["primary"], "run_id": done[c]["run_id"]}
+                  for c in cells if c in done]
+        try:
+            block = tuning.choose(tuning.search_space(board, task, model), scored, spec.primary.name,
+                                  spec.primary.higher_is_better, board.trial_seeds)
+        except HarnessError as exc:
+            failed += [(Cell(task, model, seed), f"tuning: {exc}") for seed in board.seeds]
+            continue
+        block["trial_runs"] = [{"point": dict(t["changes"]), "seed": t["seed"], "dev": t["dev"], "run_id": t["run_id"]}
+                               for t in scored]
+        log.info("%s / %s: chose %s (%s)", task, model.label, block["chosen"], block["selected_by"])
+        tested += tuning.tested_cells(board, task, model, block)
+    return tested, failed
 
 
 def _explained(result: CellResult, store: RunStore, executor: Executor, explain: bool,
@@ -212,7 +263,7 @@ def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressRepor
             with tracking(plan.run_id, plan.config | {"config_hash": plan.config_hash}, run_tags(plan)) as trackers:
                 result = train(plan, device, progress)
                 if trackers is not None:
-                    trackers.log({f"test/{k}": v for k, v in result.test.metrics.items()}
+                    trackers.log({f"{plan.final_split}/{k}": v for k, v in result.test.metrics.items()}
                                  | {f"timing/{k}": v for k, v in result.timing.items()})
         except HarnessError as exc:
             store.write_result(record | {"status": "failed", "error": str(exc)})
@@ -269,7 +320,7 @@ def base_record(plan: RunPlan, device: str) -> dict[str, Any]:
         "timing": {},
         "env": describe_environment(device) | {"world_size": world_size()},  # not in the config: same run id
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    } | ({"role": "trial", "evaluated_on": "dev"} if plan.trial else {}) | plan.record_notes
 
 
 @contextmanager

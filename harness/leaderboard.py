@@ -18,6 +18,7 @@ import harness
 from harness.adaptation import Adaptation
 from harness.backbones.spec import BACKBONES, record_name
 from harness.errors import UsageError, did_you_mean, one_line
+from harness.protocol import check_search_space
 from harness.store import MAX_SEED, seed_problem
 from harness.task import TASKS
 
@@ -29,6 +30,7 @@ class ModelSelection:
     backbone: str
     adapt: str
     tasks: tuple[str, ...] | None = None  # None: every task the backbone fits
+    search: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # this model's search space (tuned boards), else the board's
 
     @property
     def name(self) -> str:
@@ -42,9 +44,17 @@ class ModelSelection:
 
 @dataclass(frozen=True)
 class Cell:
+    """One run a leaderboard asks for. A tuned board also asks for trials (`role` "trial": trained with the
+    protocol `changes`, scored on dev, never tested) and then for the tested runs of the chosen `changes`,
+    whose `tuning` (canonical JSON: the search space, tuning seeds and choice) goes into their configuration."""
+
     task: str
     model: ModelSelection
     seed: int
+    changes: tuple[tuple[str, Any], ...] = ()
+    role: str = "test"  # or "trial"
+    tuning: str = ""
+    record_notes: str = ""  # JSON merged into the run's record, outside its configuration (the trials' scores)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ class Leaderboard:
     tasks: tuple[str, ...]
     models: tuple[ModelSelection, ...]
     path: Path | None = None
+    tune: bool = False  # choose each model's settings per task on dev (harness tune) before the tested runs
+    tune_seeds: tuple[int, ...] = ()  # the seeds trials run with (default: the first seed)
+    search: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # overrides the protocol's search space
 
     def pairs(self) -> list[tuple[str, ModelSelection]]:
         """(task, model) for every model whose backbone fits the task, in definition order."""
@@ -71,7 +84,12 @@ class Leaderboard:
         return pairs
 
     def cells(self) -> list[Cell]:
+        """The tested runs of an untuned board (a tuned board's depend on its trials: harness.execution)."""
         return [Cell(task, model, seed) for task, model in self.pairs() for seed in self.seeds]
+
+    @property
+    def trial_seeds(self) -> tuple[int, ...]:
+        return self.tune_seeds or self.seeds[:1]
 
 
 def search_path() -> list[Path]:
@@ -107,8 +125,8 @@ def load_leaderboard(name_or_path: str) -> Leaderboard:
     return parse_leaderboard(data, path)
 
 
-FIELDS = ("name", "description", "protocol", "seeds", "tasks", "models")
-MODEL_FIELDS = ("backbone", "adapt", "tasks")
+FIELDS = ("name", "description", "protocol", "seeds", "tasks", "models", "tune", "tune_seeds", "search")
+MODEL_FIELDS = ("backbone", "adapt", "tasks", "search")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a leaderboard's name is a folder name: reports/NAME
 
 
@@ -152,8 +170,25 @@ def parse_leaderboard(data: dict[str, Any], path: Path | None = None) -> Leaderb
                                f"\"full\" }}, not {_shown(entries)}")
     models = tuple(_model(entry, f"models[{i}]", tasks, where) for i, entry in enumerate(entries))
     _no_repeated_models(models, where)
+    tune = data.get("tune", False)
+    if not isinstance(tune, bool):
+        _fail(where, "tune", f"must be true or false, not {_shown(tune)}")
+    tune_seeds = _seeds(data["tune_seeds"], where, "tune_seeds") if "tune_seeds" in data else ()
+    search = _search(data.get("search"), where, "search")
+    if not tune and (tune_seeds or search or any(m.search for m in models)):
+        _fail(where, "tune", "tune_seeds and search spaces need tune = true")
     return Leaderboard(name=name, description=description, protocol=protocol, seeds=seeds, tasks=tasks,
-                       models=models, path=path)
+                       models=models, path=path, tune=tune, tune_seeds=tune_seeds, search=search)
+
+
+def _search(value: Any, where: str, field: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """A search space table such as { lr = [3e-5, 1e-4] }, checked as a protocol's is."""
+    if value is None:
+        return ()
+    try:
+        return tuple(check_search_space(value).items())
+    except ValueError as exc:
+        _fail(where, field, str(exc))
 
 
 def _known_fields(table: dict[str, Any], known: tuple[str, ...], where: str, prefix: str) -> None:
@@ -162,15 +197,15 @@ def _known_fields(table: dict[str, Any], known: tuple[str, ...], where: str, pre
             _fail(where, f"{prefix}{key}", f"unknown field{did_you_mean(key, known)}")
 
 
-def _seeds(value: Any, where: str) -> tuple[int, ...]:
+def _seeds(value: Any, where: str, field: str = "seeds") -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        _fail(where, "seeds", f"must be a non-empty list of integers from 0 to {MAX_SEED}, not {_shown(value)}")
+        _fail(where, field, f"must be a non-empty list of integers from 0 to {MAX_SEED}, not {_shown(value)}")
     for i, seed in enumerate(value):
         problem = seed_problem(seed)
         if problem is not None:
-            _fail(where, f"seeds[{i}]", problem)
+            _fail(where, f"{field}[{i}]", problem)
         if seed in value[:i]:
-            _fail(where, f"seeds[{i}]", f"seed {seed} is given twice")
+            _fail(where, f"{field}[{i}]", f"seed {seed} is given twice")
     return tuple(value)
 
 
@@ -220,7 +255,7 @@ def _model(entry: Any, field: str, tasks: tuple[str, ...], where: str) -> ModelS
                                                f"needs a {needed} one")
     elif only is None:  # an unregistered one (a folder, a hub id) must list its tasks
         _fail(where, f"{field}.backbone", f"{BACKBONES.unknown(backbone)} (a folder or hub id needs a 'tasks' list)")
-    return ModelSelection(backbone, adapt, only)
+    return ModelSelection(backbone, adapt, only, _search(entry.get("search"), where, f"{field}.search"))
 
 
 def _no_repeated_models(models: tuple[ModelSelection, ...], where: str) -> None:

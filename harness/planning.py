@@ -18,7 +18,7 @@ from harness.backbones.spec import BackboneSpec, resolve_backbone
 from harness.errors import UsageError, first_line
 from harness.leaderboard import Cell, Leaderboard
 from harness.protocol import PRECISIONS, TrainingProtocol
-from harness.store import MAX_SEED, config_hash, make_run_id, seed_problem
+from harness.store import MAX_SEED, canonical_json, config_hash, make_run_id, seed_problem
 from harness.task import SPLITS, TASKS, Task
 
 
@@ -36,6 +36,13 @@ class RunPlan:
     config: dict[str, Any] = field(default_factory=dict)
     config_hash: str = ""
     run_id: str = ""
+    trial: bool = False  # a tuning trial: scored on dev, never tested
+    record_notes: dict[str, Any] = field(default_factory=dict)  # added to the run record, not to its config
+
+    @property
+    def final_split(self) -> str:
+        """The split the trained model is scored on: test, or dev for a tuning trial."""
+        return "dev" if self.trial else "test"
 
     @property
     def modality(self) -> str:
@@ -44,11 +51,14 @@ class RunPlan:
 
 def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None,
               seeds: Sequence[int] = (0,), adapt: str | None = None, deterministic: bool = False,
-              data_dir: str | None = None) -> list[RunPlan]:
+              data_dir: str | None = None, trial: bool = False, tuning: dict[str, Any] | None = None) -> list[RunPlan]:
     """One plan per seed (order kept). Unknown names and invalid settings (a seed out of range or repeated)
     raise UsageError.
     `protocol` is a name from the task's table, or a protocol derived from one by the caller, e.g.
-    `task.protocols["standard"].with_changes(name="standard-1epoch", epochs=1)` (its name goes into the run id)."""
+    `task.protocols["standard"].with_changes(name="standard-1epoch", epochs=1)` (its name goes into the run id).
+    `trial`: a tuning trial, scored on dev only; `tuning`: the tuning that chose this run's settings
+    (`harness.tuning.tuning_config`). Both are part of the configuration, so neither shares a run id with a
+    plain run of the same settings."""
     seeds = check_seeds(seeds)
     task_obj = TASKS.get(task)(data_dir=data_dir) if data_dir else TASKS.get(task)()
     spec = task_obj.spec
@@ -74,10 +84,14 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
             "deterministic": deterministic,
             "harness": harness.__version__,
         }
+        if trial:
+            config["evaluated_on"] = "dev"
+        if tuning:
+            config["tuning"] = tuning
         digest = config_hash(config)
         run_id = make_run_id(spec.name, backbone_spec.name, str(adaptation), chosen_protocol.name, seed, digest)
         plans.append(RunPlan(task_obj, backbone_spec, asset, chosen_protocol, adaptation, seed, deterministic,
-                             config, digest, run_id))
+                             config, digest, run_id, trial))
     return plans
 
 
@@ -218,9 +232,15 @@ def protocol_variant(task: str, protocol: str | Any = None, precision: str | Non
 
 
 def plan_cell(board: Leaderboard, cell: Cell) -> RunPlan:
-    """The run a leaderboard cell asks for."""
-    (plan,) = plan_runs(cell.task, backbone=cell.model.backbone, protocol=board.protocol, seeds=[cell.seed],
-                        adapt=cell.model.adapt)
+    """The run a leaderboard cell asks for (with a tuned board's trial or chosen settings)."""
+    protocol: str | Any = board.protocol
+    if cell.changes:
+        protocol = _choose_protocol(TASKS.get(cell.task)(), board.protocol).with_changes(**dict(cell.changes))
+    (plan,) = plan_runs(cell.task, backbone=cell.model.backbone, protocol=protocol, seeds=[cell.seed],
+                        adapt=cell.model.adapt, trial=cell.role == "trial",
+                        tuning=json.loads(cell.tuning) if cell.tuning else None)
+    if cell.record_notes:
+        plan.record_notes = json.loads(cell.record_notes)
     return plan
 
 
@@ -230,8 +250,10 @@ def plan_for_record(record: dict[str, Any], data_dir: str | None = None) -> RunP
     if backbone.startswith("/") and not Path(backbone).is_dir():
         raise UsageError(f"run {record['run_id']} was trained from the backbone folder {backbone}, "
                          "which no longer exists: put the folder back to explain it")
+    config = record["config"]
     plan = plan_runs(record["task"], backbone, _recorded_protocol(record), [record["seed"]], record["adapt"],
-                     bool(record["config"].get("deterministic")), data_dir)[0]
+                     bool(config.get("deterministic")), data_dir, trial=config.get("evaluated_on") == "dev",
+                     tuning=config.get("tuning"))[0]
     if plan.config_hash != record["config_hash"]:
         changed = sorted(k for k in plan.config if plan.config.get(k) != record["config"].get(k))
         raise UsageError(f"run {record['run_id']} cannot be rebuilt here: its configuration differs in "
@@ -243,9 +265,12 @@ def _recorded_protocol(record: dict[str, Any]) -> str | Any:
     """A stored run's protocol: its name in the task's table, or, for a recipe derived from one (another
     precision, a compiled backbone, ...), the recipe rebuilt from the record's configuration."""
     task = TASKS.get(record["task"])
-    if record["protocol"] in task.protocols:
-        return record["protocol"]
     fields = record["config"].get("protocol")
+    table = task.protocols.get(record["protocol"])
+    unchanged = not isinstance(fields, dict) or (table is not None and canonical_json(fields) == canonical_json(
+        table.to_dict()))
+    if table is not None and unchanged:
+        return record["protocol"]
     if not isinstance(fields, dict):
         raise UsageError(f"run {record['run_id']} does not record its protocol's fields")
     kind = type(next(iter(task.protocols.values())))

@@ -121,3 +121,33 @@ def precision_summary(check: dict[str, Any]) -> str:
     lines.append(f"  mean difference {check['mean_difference']:+.4f}"
                  + (f", median speed-up {check['median_speedup']:.2f}x" if check["median_speedup"] else ""))
     return "\n".join(lines)
+
+
+def frontier_lines(frontiers: list[dict[str, Any]]) -> list[str]:
+    """Per task and cost, the models on the score-cost Pareto front, cheapest first, with score and cost."""
+    from harness.report.numbers import cost as format_cost
+    from harness.report.numbers import score
+
+    lines = []
+    for frontier in frontiers:
+        by_model = {m["model"]: m for m in frontier["models"]}
+        for cost in frontier["costs"]:
+            front = ", ".join(f"{name} ({score(by_model[name]['score'])} at "
+                              f"{format_cost(by_model[name]['costs'][cost['cost']], cost['cost'])})"
+                              for name in cost["front"])
+            lines.append(f"front {frontier['task']} / {cost['cost_words']}: {front}")
+    return lines
+
+
+def tuning_summary(block: dict[str, Any] | None, tested: list[dict[str, Any]]) -> str:
+    """The grid with each point's mean dev score, the choice, and the tested runs' scores."""
+    if block is None:
+        return "no tuning was recorded (every tested run failed)"
+    names = list(block["space"])
+    rows = [dict(t["point"]) | {"mean dev": "-" if t["mean_dev"] is None else f"{t['mean_dev']:.4g}",
+                                "": "<- chosen" if t["point"] == block["chosen"] else ""} for t in block["trials"]]
+    chosen = ", ".join(f"{k}={v:g}" for k, v in block["chosen"].items())
+    lines = [f"tuning: {len(block['trials'])} points, chosen {chosen} by {block['selected_by']}",
+             table(rows, [*names, "mean dev", ""])]
+    lines += [f"tested seed {t['seed']}: {t['metric']} {t['primary']:.4g}  ({t['run_id']})" for t in tested]
+    return "\n".join(lines)

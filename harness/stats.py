@@ -408,6 +408,58 @@ def paired_bootstrap(a: Any, b: Any, metric_from_sums: str | MetricFromSums = "m
                         score_a, score_b)
 
 
+def paired_hierarchical_bootstrap(a: Sequence[Any], b: Sequence[Any], metric: str | MetricFromSums = "mean",
+                                  level: float = 0.95, n_resamples: int = 2000, seed: Seed = 0) -> PairedResult:
+    """Paired comparison of two models trained with the same seeds and scored on one shared test set:
+    mean over seeds of metric(A) minus mean over seeds of metric(B), covering seed variance and test-set sampling.
+
+    ``a[i]`` and ``b[i]``: seed i's per-example scores [n] or sufficient statistics [n, k], all on the same examples
+    in the same order. Each resample draws seed pairs with replacement (A's and B's run of one seed stay together)
+    and, jointly for every drawn run, example indices with replacement (as :func:`hierarchical_bootstrap` does for
+    one model). p-value as in :func:`paired_bootstrap`; with one seed it is the paired test-set bootstrap."""
+    _check_level(level)
+    _check_resamples(n_resamples)
+    if len(a) == 0 or len(a) != len(b):
+        raise ValueError(f"a and b need one entry per shared seed, got {len(a)} and {len(b)}")
+    prepared = [_prepare(v, metric, f"{side}[{i}]") for side, runs in (("a", a), ("b", b)) for i, v in enumerate(runs)]
+    fn = prepared[0][1]
+    if len({rows.shape for rows, _ in prepared}) != 1:
+        raise ValueError("every run must score the same examples with the same number of statistics")
+    n_seeds = len(a)
+    stats = np.stack([rows for rows, _ in prepared])  # [2 * seeds, examples, k]: A's seeds, then B's
+    runs, n, k = stats.shape
+    per_run = _score(fn, stats.sum(axis=1))
+    score_a, score_b = float(per_run[:n_seeds].mean()), float(per_run[n_seeds:].mean())
+    example_rng, seed_rng = _rng(seed).spawn(2)
+    wide = stats.transpose(1, 0, 2).reshape(n, runs * k)
+    parts = []
+    for sums in _resampled_sums(example_rng, wide, n_resamples):
+        scores = _score(fn, sums.reshape(-1, runs, k))  # [chunk, 2 * seeds]
+        gaps = scores[:, :n_seeds] - scores[:, n_seeds:]
+        drawn = _resample_counts(seed_rng, n_seeds, sums.shape[0])
+        parts.append(np.sum(drawn * gaps, axis=1) / n_seeds)
+    differences = np.concatenate(parts)
+    interval = _percentile_interval(score_a - score_b, differences, level)
+    return PairedResult(interval.estimate, interval.low, interval.high, _sign_p_value(differences), float(level),
+                        score_a, score_b)
+
+
+def paired_seed_bootstrap(a: Sequence[float], b: Sequence[float], level: float = 0.95, n_resamples: int = 2000,
+                          seed: Seed = 0) -> PairedResult:
+    """Paired comparison when runs share no test examples (RL episodes differ): the per-seed differences A - B,
+    bootstrapped over seeds; p-value as in :func:`paired_bootstrap`. Identical scores give p = 1."""
+    _check_level(level)
+    _check_resamples(n_resamples)
+    x, y = _as_scores(a, "a"), _as_scores(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b need one score per shared seed, got {x.size} and {y.size}")
+    gaps = x - y
+    differences = (_resample_counts(_rng(seed), gaps.size, n_resamples) @ gaps) / gaps.size
+    interval = _percentile_interval(float(gaps.mean()), differences, level)
+    return PairedResult(interval.estimate, interval.low, interval.high, _sign_p_value(differences), float(level),
+                        float(x.mean()), float(y.mean()))
+
+
 def _as_correct(values: Any, what: str) -> np.ndarray:
     x = np.asarray(values)
     if x.ndim != 1 or x.size == 0:

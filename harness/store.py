@@ -47,8 +47,8 @@ os.umask(_UMASK)
 # reason in `problem`. `signature` (the file's size, mtime and inode when it was read) lets a query re-read only
 # the records that changed since. INDEX_VERSION changes with the layout: an older index is rebuilt.
 _INDEX_COLUMNS = ("run_id", "config_hash", "status", "task", "task_version", "backbone", "adapt", "protocol",
-                  "seed", "primary_metric", "primary_value", "created_at", "problem")
-INDEX_VERSION = 2
+                  "seed", "role", "primary_metric", "primary_value", "created_at", "problem")
+INDEX_VERSION = 3
 DAMAGED = "damaged"
 _CREATE_TABLE = f"CREATE TABLE IF NOT EXISTS runs ({', '.join(_INDEX_COLUMNS)}, signature, PRIMARY KEY (run_id))"
 _INSERT = f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * (len(_INDEX_COLUMNS) + 1))})"
@@ -153,6 +153,9 @@ def record_problem(record: Any, folder: str | None = None) -> str | None:
 
 def rerun_command(record: dict[str, Any]) -> str:
     """The command that makes a stored run again from scratch (its folder is replaced)."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    if config.get("tuning") or config.get("evaluated_on") == "dev":
+        return _tune_command(record, config.get("tuning"))
     protocol, *variants = str(record.get("protocol")).split("+")  # "quick+bf16+compile": a derived protocol
     parts = ["harness", "run", "--task", record.get("task"), "--backbone",
              record.get("backbone_ref") or record.get("backbone"), "--adapt", record.get("adapt"),
@@ -162,6 +165,20 @@ def rerun_command(record: dict[str, Any]) -> str:
     parts += [flag for v in variants for flag in (["--compile"] if v == "compile" else ["--precision", v])]
     deterministic = isinstance(record.get("config"), dict) and record["config"].get("deterministic")
     return shlex.join([str(p) for p in parts] + ["--deterministic"] * bool(deterministic) + ["--force"])
+
+
+def _tune_command(record: dict[str, Any], tuning: Any) -> str:
+    """A tuned run (or a tuning trial) is made again by the `harness tune` that chose it; a damaged one is not
+    complete, so tuning makes it again."""
+    parts = ["harness", "tune", "--task", record.get("task"), "--backbone",
+             record.get("backbone_ref") or record.get("backbone"), "--adapt", record.get("adapt"),
+             "--protocol", record.get("protocol"), "--seeds", record.get("seed")]
+    if not all(isinstance(p, str | int) for p in parts):
+        return ""
+    if isinstance(tuning, dict):
+        parts += ["--tune-seeds", ",".join(map(str, tuning.get("seeds", [])))]
+        parts += [f"--search={k}={','.join(map(str, v))}" for k, v in (tuning.get("space") or {}).items()]
+    return shlex.join([str(p) for p in parts])
 
 
 def canonical_json(obj: Any) -> str:
@@ -740,6 +757,7 @@ def _staged_record(staged: Path, run_id: str | None) -> dict[str, Any]:
 def _index_values(record: dict[str, Any], run_id: str, problem: str | None) -> tuple[Any, ...]:
     values = {c: record.get("primary" if c == "primary_value" else c) for c in _INDEX_COLUMNS}
     values |= {"run_id": run_id, "problem": problem} | ({"status": DAMAGED} if problem is not None else {})
+    values["role"] = record.get("role", "test") if record else None  # "trial": a tuning trial, scored on dev
     return tuple(_sql_value(values[c]) for c in _INDEX_COLUMNS)
 
 

@@ -16,7 +16,7 @@ from harness.assets import file_digest
 from harness.datasets import image_splits, locate_dataset, read_idx
 from harness.errors import UsageError
 from harness.image_tasks import ImageClassificationTask
-from harness.protocol import TrainingProtocol, protocol_table
+from harness.protocol import SEARCH_IMAGE, SEARCH_SMOKE, TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
 
 LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -49,11 +49,11 @@ class FashionMnistTask(ImageClassificationTask):
     accepts_data_dir: ClassVar[bool] = True
     protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-3, train_limit=64,
-                               dev_limit=32, test_limit=64, inputs={"image_size": 32}),
+                               dev_limit=32, test_limit=64, inputs={"image_size": 32}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=2, batch_size=32, lr=1e-3, head_lr=1e-3, train_limit=3000,
-                               dev_limit=500, inputs={"image_size": 128}),
+                               dev_limit=500, inputs={"image_size": 128}, search=SEARCH_IMAGE),
         standard=TrainingProtocol(epochs=10, batch_size=64, lr=3e-4, head_lr=1e-3,
-                                  inputs={"image_size": 224}),
+                                  inputs={"image_size": 224}, search=SEARCH_IMAGE),
     )
 
     def _files(self) -> list[Path]:

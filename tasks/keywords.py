@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from harness.audio_tasks import AudioClassificationTask
 from harness.classification import classification_metrics
-from harness.protocol import TrainingProtocol, protocol_table
+from harness.protocol import SEARCH_AUDIO, SEARCH_SMOKE, TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec, register_task
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -36,11 +36,12 @@ class KeywordsTask(AudioClassificationTask):
     label_names: ClassVar[tuple[str, ...]] = WORDS
     protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
         smoke=TrainingProtocol(epochs=2, batch_size=16, head_lr=3e-3, layer_mix="weighted",
-                               train_limit=64, dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0}),
+                               train_limit=64, dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0},
+                               search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=30, batch_size=32, head_lr=3e-3, weight_decay=0.0,
-                               layer_mix="weighted", inputs={"clip_seconds": 1.0}),
+                               layer_mix="weighted", inputs={"clip_seconds": 1.0}, search=SEARCH_AUDIO),
         standard=TrainingProtocol(epochs=20, batch_size=32, lr=5e-5, head_lr=1e-3,
-                                  layer_mix="weighted", inputs={"clip_seconds": 1.0}),
+                                  layer_mix="weighted", inputs={"clip_seconds": 1.0}, search=SEARCH_AUDIO),
     )
 
     def _corpus(self) -> Any:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from harness.assets import file_digest, packaged_data_file
 from harness.errors import UsageError
-from harness.protocol import TrainingProtocol, protocol_table
+from harness.protocol import SEARCH_SMOKE, SEARCH_TEXT, TrainingProtocol, protocol_table
 from harness.splits import hash_split
 from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import TokenClassificationTask
@@ -57,11 +57,11 @@ class NerTask(TokenClassificationTask):
     label_names: ClassVar[tuple[str, ...]] = TAGS
     protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
-                               test_limit=32, inputs={"max_length": 64}),
+                               test_limit=32, inputs={"max_length": 64}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=3, batch_size=16, lr=1e-4, head_lr=2e-3,
-                               inputs={"max_length": 96}),
+                               inputs={"max_length": 96}, search=SEARCH_TEXT),
         standard=TrainingProtocol(epochs=10, batch_size=32, lr=5e-5, head_lr=1e-3,
-                                  inputs={"max_length": 128}),
+                                  inputs={"max_length": 128}, search=SEARCH_TEXT),
     )
 
     def _path(self):

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from harness.assets import file_digest, packaged_data_file
 from harness.classification import classification_metrics
-from harness.protocol import TrainingProtocol, protocol_table
+from harness.protocol import SEARCH_SMOKE, SEARCH_TEXT, TrainingProtocol, protocol_table
 from harness.splits import hash_split
 from harness.task import Example, TaskSpec, register_task
 from harness.text_tasks import SequenceClassificationTask
@@ -42,11 +42,11 @@ class SentimentTask(SequenceClassificationTask):
     label_names: ClassVar[tuple[str, ...]] = LABELS
     protocols: ClassVar[dict[str, TrainingProtocol]] = protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32,
-                               test_limit=64, inputs={"max_length": 48}),
+                               test_limit=64, inputs={"max_length": 48}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=1, batch_size=32, lr=1e-4, head_lr=1e-3, train_limit=4000,
-                               dev_limit=1000, inputs={"max_length": 64}),
+                               dev_limit=1000, inputs={"max_length": 64}, search=SEARCH_TEXT),
         standard=TrainingProtocol(epochs=3, batch_size=32, lr=5e-5, head_lr=1e-3,
-                                  inputs={"max_length": 96}),
+                                  inputs={"max_length": 96}, search=SEARCH_TEXT),
     )
 
     def _path(self):

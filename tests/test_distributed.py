@@ -25,7 +25,6 @@ import pytest
 
 from conftest import cli_env, run_cli
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 TOLERANCE = 0.1  # on the primary metric; see the module docstring
 
 
@@ -80,12 +79,11 @@ def _run(runs: Path, *args: str, **env: str) -> tuple[dict, list[dict], float]:
     return record, [json.loads(line) for line in lines], seconds
 
 
-@pytest.mark.parametrize("args", [("--task", "sentiment"), ("--task", "fashion-mnist"),
-                                  ("--task", "sentiment", "--adapt", "frozen")],
-                         ids=["sentiment", "fashion-mnist", "sentiment-frozen-cached-features"])
+# Image runs go through the same sharded loader, batch sampler and prediction gathering as text runs (a
+# fashion-mnist case here cost a minute of CI for no code path of its own)
+@pytest.mark.parametrize("args", [("--task", "sentiment"), ("--task", "sentiment", "--adapt", "frozen")],
+                         ids=["sentiment", "sentiment-frozen-cached-features"])
 def test_two_processes_match_one(tmp_path: Path, args: tuple[str, ...]) -> None:
-    if "fashion-mnist" in args and not DEBIAN_FASHION_MNIST.is_dir():
-        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
     cache = str(tmp_path / "cache")  # a fresh feature cache: two processes compute the features, one reuses them
     two, two_preds, two_s = _run(tmp_path / "two", *args, "--devices", "2", HARNESS_CACHE_DIR=cache)
     one, one_preds, one_s = _run(tmp_path / "one", *args, HARNESS_CACHE_DIR=cache)

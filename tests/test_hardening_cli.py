@@ -59,8 +59,9 @@ def test_a_pipeline_into_head_prints_no_error(runs: Path) -> None:
 def test_no_command_prints_help_and_one_error_line(runs: Path) -> None:
     out = run_cli(runs_dir=runs)
     assert out.returncode == 2 and out.stdout.startswith("usage: harness")
-    assert out.stderr.splitlines() == ["harness: error: a command is required: list, run, explain, report, compare, "
-                                       "show, export, validate or new-task (see 'harness COMMAND --help')"]
+    assert out.stderr.splitlines() == ["harness: error: a command is required: list, run, tune, explain, report, "
+                                       "compare, show, export, validate, new-task or assets (see 'harness COMMAND "
+                                       "--help')"]
 
 
 @pytest.mark.parametrize("args", [["run", "--task", "ner\nx"], ["show", "a\nb\r\nc"],

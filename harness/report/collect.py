@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -17,19 +18,20 @@ log = logging.getLogger("harness")
 
 RUN_COLUMNS = ["run_id", "task", "task_version", "protocol", "backbone", "adapt", "seed", "primary_metric",
                "higher_is_better", "primary", "n_examples", "train_s", "train_examples_per_s", "eval_examples_per_s",
-               "peak_mem_mb", "harness"]
+               "peak_mem_mb", "harness", "tuning"]
 
 
 def runs_table(store: RunStore) -> pd.DataFrame:
-    """One row per complete run; metrics as `metric:NAME` columns. Damaged records are left out, each with a
-    warning naming it (stderr)."""
+    """One row per complete tested run (tuning trials, scored on dev, are left out); metrics as `metric:NAME`
+    columns; `tuning`: the canonical JSON of what tuning chose the run's settings (None: not tuned). Damaged
+    records are left out, each with a warning naming it (stderr)."""
     records, damaged = store.scan()
     for run_id, problem in damaged:
         log.warning("warning: leaving out the damaged run %s: %s (harness show %s says how to make it again)",
                     run_id, problem, run_id)
     rows = []
     for record in records:
-        if record.get("status") != "complete":
+        if record.get("status") != "complete" or record.get("role") == "trial":
             continue
         timing = record.get("timing", {})
         row = {
@@ -41,11 +43,16 @@ def runs_table(store: RunStore) -> pd.DataFrame:
             "train_examples_per_s": timing.get("train_examples_per_s"),
             "eval_examples_per_s": timing.get("eval_examples_per_s"), "peak_mem_mb": timing.get("peak_mem_mb"),
             "harness": record.get("env", {}).get("harness"),
+            "tuning": _tuning_key(record.get("config", {}).get("tuning")),
         }
         row |= {f"metric:{k}": v for k, v in record["metrics"].items()}
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame if not frame.empty else pd.DataFrame(columns=RUN_COLUMNS)
+
+
+def _tuning_key(tuning: Any) -> str | None:
+    return json.dumps(tuning, sort_keys=True, separators=(",", ":")) if tuning else None
 
 
 def model_label(backbone: str, adapt: str) -> str:

@@ -18,8 +18,10 @@ import numpy as np
 import harness
 from harness import stats
 from harness.errors import UsageError
+from harness.leaderboard import Leaderboard, ModelSelection
 from harness.report.collect import example_statistics, model_label, runs_table
 from harness.report.explanations import explanation_sections
+from harness.report.leaderboard_report import score_cells
 from harness.store import RunStore
 from harness.task import TASKS
 
@@ -42,15 +44,47 @@ def build_comparison(store: RunStore, models: list[tuple[str, str | None]], task
     runs = runs_table(store)
     if runs.empty:
         raise UsageError(f"no complete runs in {store.root}")
-    if protocol is None:
-        protocols = sorted(set(runs["protocol"]))
-        if len(protocols) > 1:
-            raise UsageError(f"the runs use several protocols ({', '.join(protocols)}): choose one with --protocol")
-        protocol = protocols[0]
+    protocol = _one_protocol(runs, protocol)
     runs = runs[runs["protocol"] == protocol]
     labels = [_resolve_label(runs, backbone, adapt) for backbone, adapt in models]
+    selections = [_selection(label, runs) for label in labels]
     runs = runs.assign(model=[model_label(b, a) for b, a in zip(runs["backbone"], runs["adapt"], strict=True)])
     task_names = tasks or sorted(set(runs[runs["model"].isin(labels)]["task"]))
+    rows, notes = _paired_rows(store, runs, task_names, labels, protocol, n_resamples)
+    if not rows:
+        raise UsageError("nothing to compare: " + "; ".join(notes or ["no runs of these models"]))
+    corrected = stats.holm([r["p_value"] for r in rows])
+    for row, p in zip(rows, corrected, strict=True):
+        row["p_holm"] = p
+        significant = p < alpha and row["difference"] != 0
+        row["outcome"] = ("win" if row["difference"] > 0 else "loss") if significant else "tie"
+    # the same runs as a leaderboard of these models: each one's score with its interval, and the cost frontiers
+    compared = runs[runs["model"].isin(labels)]
+    board = Leaderboard(name="comparison", description="", protocol=protocol, tasks=tuple(task_names),
+                        seeds=tuple(sorted({int(s) for s in compared["seed"]})),
+                        models=tuple(ModelSelection(b, a, tuple(task_names)) for b, a in selections),
+                        tune=bool(compared["tuning"].notna().any()))
+    scored = score_cells(store, board, runs, n_resamples, strict_tuning=False)
+    return {
+        "protocol": protocol, "models": labels, "tasks": task_names, "alpha": alpha,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "harness_version": harness.__version__,
+        "rows": rows, "summary": _summary(rows, labels), "notes": notes, "frontiers": scored["frontiers"],
+        "explanations": explanation_sections(store, [(c["task"], c["model"], c["run_ids"]) for c in scored["cells"]]),
+    }
+
+
+def _one_protocol(runs: Any, protocol: str | None) -> str:
+    if protocol is not None:
+        return protocol
+    protocols = sorted(set(runs["protocol"]))
+    if len(protocols) > 1:
+        raise UsageError(f"the runs use several protocols ({', '.join(protocols)}): choose one with --protocol")
+    return protocols[0]
+
+
+def _paired_rows(store: RunStore, runs: Any, task_names: list[str], labels: list[str], protocol: str,
+                 n_resamples: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every pair of models on every task, per shared seed; a note where a pair shares no seed."""
     rows, notes = [], []
     for task in task_names:
         version = _current_version(task)
@@ -63,27 +97,7 @@ def build_comparison(store: RunStore, models: list[tuple[str, str | None]], task
                 if not found:
                     notes.append(f"{task}: no seed where both {a} and {b} have a complete {protocol} run")
                 rows += found
-    if not rows:
-        raise UsageError("nothing to compare: " + "; ".join(notes or ["no runs of these models"]))
-    corrected = stats.holm([r["p_value"] for r in rows])
-    for row, p in zip(rows, corrected, strict=True):
-        row["p_holm"] = p
-        significant = p < alpha and row["difference"] != 0
-        row["outcome"] = ("win" if row["difference"] > 0 else "loss") if significant else "tie"
-    groups = []
-    for task in task_names:
-        version = _current_version(task)
-        for label in labels:
-            chosen = runs[(runs["task"] == task) & (runs["model"] == label)]
-            if version:
-                chosen = chosen[chosen["task_version"] == version]
-            groups.append((task, label, list(chosen.sort_values("seed")["run_id"])))
-    return {
-        "protocol": protocol, "models": labels, "tasks": task_names, "alpha": alpha,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "harness_version": harness.__version__,
-        "rows": rows, "summary": _summary(rows, labels), "notes": notes,
-        "explanations": explanation_sections(store, groups),
-    }
+    return rows, notes
 
 
 def _resolve_label(runs: Any, backbone: str, adapt: str | None) -> str:
@@ -98,6 +112,12 @@ def _resolve_label(runs: Any, backbone: str, adapt: str | None) -> str:
         raise UsageError(f"backbone '{backbone}' has runs with several adaptation modes ({', '.join(modes)}): "
                          f"name one, e.g. {backbone}:{modes[0]}")
     return model_label(backbone, modes[0])
+
+
+def _selection(label: str, runs: Any) -> tuple[str, str]:
+    """The (backbone, adapt) of a model label, as recorded in its runs."""
+    row = runs[[model_label(b, a) == label for b, a in zip(runs["backbone"], runs["adapt"], strict=True)]].iloc[0]
+    return str(row["backbone"]), str(row["adapt"])
 
 
 def _current_version(task: str) -> str | None:

@@ -8,6 +8,7 @@ incomplete and left out of every aggregate; aggregates compare models only on th
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +21,13 @@ from harness import stats
 from harness.backbones.spec import BACKBONES
 from harness.errors import UsageError
 from harness.leaderboard import Leaderboard, ModelSelection
+from harness.report.best import mark_best
 from harness.report.collect import example_statistics, model_label, runs_table
 from harness.report.explanations import explanation_sections
+from harness.report.frontier import best_under_budgets, task_frontier
 from harness.store import RunStore
 from harness.task import TASKS
+from harness.tuning import search_space
 
 EFFICIENCY = ["train_s", "train_examples_per_s", "eval_examples_per_s", "peak_mem_mb"]
 
@@ -31,7 +35,39 @@ EFFICIENCY = ["train_s", "train_examples_per_s", "eval_examples_per_s", "peak_me
 def build_report(store: RunStore, board: Leaderboard | None = None, protocol: str | None = None,
                  n_resamples: int = 2000) -> dict[str, Any]:
     runs = runs_table(store)
+    defined = board is not None
     board = board or _board_from_runs(runs, protocol)
+    scored = score_cells(store, board, runs, n_resamples, strict_tuning=defined)
+    tasks, cells, used = scored["tasks"], scored["cells"], scored["used"]
+    return {
+        "name": board.name,
+        "description": board.description,
+        "protocol": board.protocol,
+        "seeds": list(board.seeds),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "harness_version": harness.__version__,
+        "run_harness_versions": sorted({str(v) for v in used["harness"].dropna()}),
+        "tasks": tasks,
+        "models": list(dict.fromkeys(m.label for _, m in board.pairs())),
+        "cells": cells,
+        "groups": table_groups(tasks, cells),
+        "aggregate": _aggregate(cells, tasks, n_resamples),
+        "budgets": _budgets(cells, tasks),
+        "frontiers": scored["frontiers"],
+        "excluded": scored["excluded"],
+        "missing": [f"{c['task']} / {c['model']}: seeds {', '.join(map(str, c['missing_seeds']))}"
+                    for c in cells if c["missing_seeds"]],
+        "explanations": explanation_sections(store, [(c["task"], c["model"], c["run_ids"]) for c in cells]),
+    }
+
+
+def score_cells(store: RunStore, board: Leaderboard, runs: pd.DataFrame, n_resamples: int = 2000,
+                strict_tuning: bool = True) -> dict[str, Any]:
+    """The board's cells from the stored runs (`runs_table`): each task x model's score over seeds with its
+    interval, efficiency, the best model per task and those not significantly different from it, and each task's
+    score-cost frontier. Runs of another protocol, task version or seed, or tuned when the board is not (and the
+    other way round), are left out and listed (`excluded`); `strict_tuning` also leaves out runs tuned over
+    another search space than the board's (off for boards made up from the runs themselves)."""
     tasks = [_task_info(t) for t in board.tasks]
     versions = {t["name"]: t["version"] for t in tasks}
     pairs = board.pairs()
@@ -47,30 +83,58 @@ def build_report(store: RunStore, board: Leaderboard | None = None, protocol: st
             reasons.append(f"task version {run['task_version']}, the current one is {versions[run['task']]}")
         if run["seed"] not in board.seeds:
             reasons.append(f"seed {run['seed']} is not among the leaderboard's seeds")
+        if (problem := _tuning_problem(board, run, strict_tuning)) is not None:
+            reasons.append(problem)
         if reasons:
             excluded.append({"run_id": run["run_id"], "reason": "; ".join(reasons)})
     bad = {e["run_id"] for e in excluded}
     used = in_board[~in_board["run_id"].isin(bad)]
+    cells = [_cell(store, task, m.label, m.name, board, used, n_resamples) for task, m in pairs]
+    for cell in cells:
+        cell["tuning"] = _tuning_of(store, cell, used)
+    frontiers = []
+    for task in tasks:
+        own = [c for c in cells if c["task"] == task["name"]]
+        mark_best(store, own, task["name"], task["higher_is_better"], n_resamples=n_resamples)
+        frontier = task_frontier(task["name"], own, task["higher_is_better"])
+        if frontier is not None:
+            frontiers.append(frontier)
+    return {"tasks": tasks, "cells": cells, "excluded": excluded, "used": used, "frontiers": frontiers}
 
-    cells = [_cell(store, task, m.label, m.name, board, used, n_resamples)
-             for task, m in pairs]
-    return {
-        "name": board.name,
-        "description": board.description,
-        "protocol": board.protocol,
-        "seeds": list(board.seeds),
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "harness_version": harness.__version__,
-        "run_harness_versions": sorted({str(v) for v in used["harness"].dropna()}),
-        "tasks": tasks,
-        "models": list(dict.fromkeys(m.label for _, m in pairs)),
-        "cells": cells,
-        "aggregate": _aggregate(cells, tasks, n_resamples),
-        "excluded": excluded,
-        "missing": [f"{c['task']} / {c['model']}: seeds {', '.join(map(str, c['missing_seeds']))}"
-                    for c in cells if c["missing_seeds"]],
-        "explanations": explanation_sections(store, [(c["task"], c["model"], c["run_ids"]) for c in cells]),
-    }
+
+def _tuning_of(store: RunStore, cell: dict[str, Any], used: pd.DataFrame) -> dict[str, Any] | None:
+    """A tuned cell's tuning: the grid, the choice and each point's mean dev score (from its first run's record)."""
+    tuned = used[(used["task"] == cell["task"]) & (used["model"] == cell["model"])]["tuning"].dropna()
+    if not len(tuned):
+        return None
+    block = json.loads(tuned.iloc[0])
+    record = store.read_result(cell["run_ids"][0]) if cell["run_ids"] else None
+    recorded = (record or {}).get("tuning") or {}
+    return block | {k: recorded[k] for k in ("selected_by", "trials") if k in recorded}
+
+
+def _tuning_problem(board: Leaderboard, run: pd.Series, strict: bool) -> str | None:
+    """Why a run's tuning does not fit the board (tuned boards take runs tuned over their own search space and
+    tuning seeds; untuned boards take untuned runs), or None."""
+    tuning = run.get("tuning")
+    tuned = isinstance(tuning, str)
+    if not board.tune:
+        return "its settings were tuned; this leaderboard is not tuned" if tuned else None
+    if not tuned:
+        return "its settings were not tuned; this leaderboard tunes each model on dev"
+    if not strict:
+        return None
+    model = next((m for task, m in board.pairs() if task == run["task"] and m.label == run["model"]), None)
+    if model is None:
+        return None
+    recorded = json.loads(tuning)
+    try:
+        space = {k: list(v) for k, v in search_space(board, run["task"], model).items()}
+    except UsageError as exc:
+        return str(exc)
+    if recorded.get("space") != space or recorded.get("seeds") != list(board.trial_seeds):
+        return "tuned over another search space or other tuning seeds than this leaderboard's"
+    return None
 
 
 def _task_info(name: str) -> dict[str, Any]:
@@ -116,16 +180,62 @@ def _interval(store: RunStore, task: str, rows: pd.DataFrame, n_resamples: int) 
     return float(interval.estimate), float(interval.low), float(interval.high), "IQM over seeds, bootstrap over seeds"
 
 
-def _aggregate(cells: list[dict[str, Any]], tasks: list[dict[str, Any]], n_resamples: int) -> list[dict[str, Any]]:
-    """Mean rank, Borda count and a min-max normalised score, among the models that share the same tasks
-    (a text model is never ranked against a vision model), over complete cells only."""
-    direction = {t["name"]: t["higher_is_better"] for t in tasks}
+def table_groups(tasks: list[dict[str, Any]], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tasks split into tables whose models overlap: two tasks share a table when some model runs on both
+    (so a text model's row never spans image columns). Tables in the board's task order, models in its order."""
+    models_of = {t["name"]: list(dict.fromkeys(c["model"] for c in cells if c["task"] == t["name"])) for t in tasks}
+    groups: list[dict[str, list[str]]] = []
+    for task in tasks:
+        joined = [g for g in groups if set(g["models"]) & set(models_of[task["name"]])]
+        merged = {"tasks": [t for g in joined for t in g["tasks"]] + [task["name"]],
+                  "models": [m for g in joined for m in g["models"]] + models_of[task["name"]]}
+        groups = [g for g in groups if g not in joined] + [merged]
+    order = [t["name"] for t in tasks]
+    modality = {t["name"]: t["modality"] for t in tasks}
+    out = []
+    for group in sorted(groups, key=lambda g: min(order.index(t) for t in g["tasks"])):
+        names = sorted(group["tasks"], key=order.index)
+        models = [m for m in dict.fromkeys(c["model"] for c in cells) if m in group["models"]]
+        title = ", ".join(dict.fromkeys(modality[t] for t in names)) + ": " + ", ".join(names)
+        out.append({"title": title, "tasks": names, "models": models})
+    return out
+
+
+def _models_by_tasks(cells: list[dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str, Any]]],
+                                                           dict[tuple[str, ...], list[str]]]:
+    """(model -> task -> cell, task set -> the models evaluated on exactly those tasks)."""
     by_model: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for cell in cells:
         by_model[cell["model"]][cell["task"]] = cell
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for model, model_cells in by_model.items():
         groups[tuple(sorted(model_cells))].append(model)
+    return by_model, groups
+
+
+def _budgets(cells: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per group of models on the same tasks (as the aggregate groups them), the best model under each
+    training-time budget (total training seconds over the group's tasks, mean over seeds)."""
+    direction = {t["name"]: t["higher_is_better"] for t in tasks}
+    by_model, groups = _models_by_tasks(cells)
+    out = []
+    for group_tasks, all_models in groups.items():
+        models = [m for m in all_models if all(by_model[m][t]["complete"] and by_model[m][t]["efficiency"].get(
+            "train_s") is not None for t in group_tasks)]
+        if len(models) < 2:
+            continue
+        costs = [sum(by_model[m][t]["efficiency"]["train_s"] for t in group_tasks) for m in models]
+        scores = np.array([[by_model[m][t]["estimate"] for t in group_tasks] for m in models])
+        out.append({"tasks": list(group_tasks), "rows": best_under_budgets(
+            models, costs, scores, [direction[t] for t in group_tasks])})
+    return out
+
+
+def _aggregate(cells: list[dict[str, Any]], tasks: list[dict[str, Any]], n_resamples: int) -> list[dict[str, Any]]:
+    """Mean rank, Borda count and a min-max normalised score, among the models that share the same tasks
+    (a text model is never ranked against a vision model), over complete cells only."""
+    direction = {t["name"]: t["higher_is_better"] for t in tasks}
+    by_model, groups = _models_by_tasks(cells)
     rows = []
     for group_tasks, models in groups.items():
         complete = [m for m in models if all(by_model[m][t]["complete"] for t in group_tasks)]
@@ -186,9 +296,14 @@ def _board_from_runs(runs: pd.DataFrame, protocol: str | None) -> Leaderboard:
     runs = runs[runs["protocol"] == protocol]
     if runs.empty:
         raise UsageError(f"no complete runs with protocol '{protocol}' (found: {', '.join(protocols)})")
+    tuned = set(runs["tuning"].notna())
+    if len(tuned) > 1:
+        raise UsageError(f"the {protocol} runs mix tuned and untuned settings, which never share a table: report "
+                         "a leaderboard (harness report --leaderboard NAME)")
     tasks = tuple(dict.fromkeys(runs["task"]))
     models = []
     for (backbone, adapt), group in runs.groupby(["backbone", "adapt"], sort=False):
         models.append(ModelSelection(backbone, adapt, tuple(dict.fromkeys(group["task"]))))
     return Leaderboard(name=f"runs-{protocol}", description=f"all complete {protocol} runs", protocol=protocol,
-                       seeds=tuple(sorted({int(s) for s in runs["seed"]})), tasks=tasks, models=tuple(models))
+                       seeds=tuple(sorted({int(s) for s in runs["seed"]})), tasks=tasks, models=tuple(models),
+                       tune=tuned == {True})

@@ -84,3 +84,37 @@ def _interval_dots(rows: list[tuple[str, float, float, float]], xlabel: str, wid
     ax.invert_yaxis()
     fig.tight_layout()
     return _svg(fig)
+
+
+def frontier_plot(frontier: dict[str, Any]) -> str | None:
+    """One task: one panel per cost, each model's score (95% interval) against the cost on a log axis, the
+    Pareto front joined by a line and its models filled."""
+    costs = frontier["costs"]
+    if not costs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(costs), figsize=(3.6 * len(costs) + 0.6, 2.9), squeeze=False)
+    for ax, cost in zip(axes.flat, costs, strict=True):
+        points = [m for m in frontier["models"] if m["costs"][cost["cost"]] is not None]
+        for m in points:
+            on_front = m["model"] in cost["front"]
+            x = m["costs"][cost["cost"]]
+            ax.errorbar([x], [m["score"]], yerr=[[m["score"] - m["low"]], [m["high"] - m["score"]]], fmt="o",
+                        capsize=3, color="#2b6cb0" if on_front else "#a0aec0",
+                        markerfacecolor="#2b6cb0" if on_front else "white")
+            ax.annotate(m["model"], (x, m["score"]), textcoords="offset points", xytext=(4, 4), fontsize=6)
+        front = sorted((m for m in points if m["model"] in cost["front"]), key=lambda m: m["costs"][cost["cost"]])
+        ax.plot([m["costs"][cost["cost"]] for m in front], [m["score"] for m in front], color="#2b6cb0",
+                linewidth=1, alpha=0.6)
+        ax.set_xscale("log")
+        better = "cheaper to the left" if cost["lower_cost_is_better"] else "cheaper to the right"
+        ax.set_xlabel(f"{cost['cost_words']} ({better})", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].set_ylabel("score" + ("" if frontier["higher_is_better"] else " (lower is better)"), fontsize=7)
+    fig.suptitle(frontier["task"], fontsize=9)
+    fig.tight_layout()
+    return _svg(fig)

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UsageError
-from harness.report.plots import differences_plot, rank_plot, task_scores_plot
+from harness.report import numbers
+from harness.report.plots import differences_plot, frontier_plot, rank_plot, task_scores_plot
 from harness.store import write_atomic
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
@@ -41,7 +42,7 @@ def _environment(html: bool) -> Any:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["md"] = md_escape
-    env.filters["pval"] = lambda p: "< 0.001" if p < 0.001 else f"{p:.3f}"
+    env.filters.update(numbers.FILTERS)
     # Plots go into the page as <img> data URIs: an SVG shown through <img> can never run script.
     env.filters["data_uri"] = lambda svg: "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
     return env
@@ -77,11 +78,13 @@ def check_folder(out: Path) -> None:
 
 def write_leaderboard(report: dict[str, Any], out: Path) -> list[Path]:
     plots = {"scores.svg": task_scores_plot(report), "ranks.svg": rank_plot(report)}
+    plots |= {f["plot"]: frontier_plot(f) for f in report.get("frontiers", [])}
     return _write_folder(out, "leaderboard", report, plots, cells_frame(report))
 
 
 def write_comparison(comparison: dict[str, Any], out: Path) -> list[Path]:
     plots = {"differences.svg": differences_plot(comparison)}
+    plots |= {f["plot"]: frontier_plot(f) for f in comparison.get("frontiers", [])}
     return _write_folder(out, "comparison", comparison, plots, pd.DataFrame(comparison["rows"]))
 
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 from typing import Any, ClassVar
 
 from harness.errors import one_line
-from harness.protocol import TrainingProtocol, protocol_table
+from harness.protocol import SEARCH_AUDIO, SEARCH_IMAGE, SEARCH_SMOKE, SEARCH_TEXT, TrainingProtocol, protocol_table
 from harness.task import Example, TaskSpec
 from harness.taskfiles.schema import TaskFile, TaskFileError
 
@@ -20,31 +20,34 @@ from harness.taskfiles.schema import TaskFile, TaskFileError
 KIND_PROTOCOLS: dict[str, dict[str, TrainingProtocol]] = {
     "text-classification": protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32, test_limit=64,
-                               inputs={"max_length": 64}),
+                               inputs={"max_length": 64}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=2, batch_size=32, lr=1e-4, head_lr=1e-3, train_limit=4000,
-                               dev_limit=1000, inputs={"max_length": 128}),
-        standard=TrainingProtocol(epochs=3, batch_size=32, lr=5e-5, head_lr=1e-3, inputs={"max_length": 256}),
+                               dev_limit=1000, inputs={"max_length": 128}, search=SEARCH_TEXT),
+        standard=TrainingProtocol(epochs=3, batch_size=32, lr=5e-5, head_lr=1e-3, inputs={"max_length": 256},
+                                  search=SEARCH_TEXT),
     ),
     "token-classification": protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-4, train_limit=64, dev_limit=32, test_limit=32,
-                               inputs={"max_length": 64}),
-        quick=TrainingProtocol(epochs=3, batch_size=16, lr=1e-4, head_lr=2e-3, inputs={"max_length": 96}),
-        standard=TrainingProtocol(epochs=10, batch_size=32, lr=5e-5, head_lr=1e-3, inputs={"max_length": 128}),
+                               inputs={"max_length": 64}, search=SEARCH_SMOKE),
+        quick=TrainingProtocol(epochs=3, batch_size=16, lr=1e-4, head_lr=2e-3, inputs={"max_length": 96},
+                               search=SEARCH_TEXT),
+        standard=TrainingProtocol(epochs=10, batch_size=32, lr=5e-5, head_lr=1e-3, inputs={"max_length": 128},
+                                  search=SEARCH_TEXT),
     ),
     "image-classification": protocol_table(
         smoke=TrainingProtocol(epochs=1, batch_size=16, lr=1e-3, train_limit=64, dev_limit=32, test_limit=64,
-                               inputs={"image_size": 32}),
+                               inputs={"image_size": 32}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=2, batch_size=32, lr=1e-3, train_limit=3000, dev_limit=500,
-                               inputs={"image_size": 128}),
-        standard=TrainingProtocol(epochs=10, batch_size=64, lr=3e-4, inputs={"image_size": 224}),
+                               inputs={"image_size": 128}, search=SEARCH_IMAGE),
+        standard=TrainingProtocol(epochs=10, batch_size=64, lr=3e-4, inputs={"image_size": 224}, search=SEARCH_IMAGE),
     ),
     "audio-classification": protocol_table(
         smoke=TrainingProtocol(epochs=2, batch_size=16, head_lr=3e-3, layer_mix="weighted", train_limit=64,
-                               dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0}),
+                               dev_limit=32, test_limit=64, inputs={"clip_seconds": 1.0}, search=SEARCH_SMOKE),
         quick=TrainingProtocol(epochs=30, batch_size=32, head_lr=3e-3, weight_decay=0.0, layer_mix="weighted",
-                               inputs={"clip_seconds": 1.0}),
+                               inputs={"clip_seconds": 1.0}, search=SEARCH_AUDIO),
         standard=TrainingProtocol(epochs=20, batch_size=32, lr=5e-5, layer_mix="weighted",
-                                  inputs={"clip_seconds": 1.0}),
+                                  inputs={"clip_seconds": 1.0}, search=SEARCH_AUDIO),
     ),
 }
 

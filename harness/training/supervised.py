@@ -60,21 +60,23 @@ class TrainResult:
 
 def train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
                        progress: ProgressReporter, deterministic: bool = False,
-                       feature_cache: FeatureCache | None = None) -> TrainResult:
+                       feature_cache: FeatureCache | None = None, final_split: str = "test") -> TrainResult:
     """Train on train, pick the best epoch on dev, test it. With a frozen backbone and a task whose
     head pools (classification), features are computed once per split (through `feature_cache` when
-    given) and the loop trains the head on them; the numbers are the same either way."""
+    given) and the loop trains the head on them; the numbers are the same either way. `final_split` "dev"
+    (a tuning trial) scores the best epoch on dev and never loads the test split."""
     settings = device_settings(device, protocol, task.spec.modality, _trains_on_pooled_features(task, model))
     with settings.matmul_precision():
         return _train_and_evaluate(task, model, protocol, seed, device, settings, progress, deterministic,
-                                   feature_cache)
+                                   feature_cache, final_split)
 
 
 def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol, seed: int, device: str,
                         settings: DeviceSettings, progress: ProgressReporter, deterministic: bool,
-                        feature_cache: FeatureCache | None) -> TrainResult:
-    splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in ("train", "dev", "test")}
-    log.info("data: %d train, %d dev, %d test examples", *(len(v) for v in splits.values()))
+                        feature_cache: FeatureCache | None, final_split: str) -> TrainResult:
+    names = ("train", "dev") if final_split == "dev" else ("train", "dev", "test")
+    splits = {name: task.load_split(name, getattr(protocol, f"{name}_limit")) for name in names}
+    log.info("data: %s", ", ".join(f"{len(rows)} {name}" for name, rows in splits.items()) + " examples")
     accelerator = _accelerator(device)
     model = settings.place(model)
     if protocol.compile:
@@ -118,8 +120,9 @@ def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Traini
     unwrapped = accelerator.unwrap_model(model)
     if best_state is not None:
         unwrapped.load_state_dict(best_state, strict=False)
-    log.info("testing the checkpoint of epoch %d (best dev %s)", best_epoch, primary.name)
-    test_result = evaluator(model, splits["test"], "test", collates["test"], lengths["test"])
+    log.info("%s the checkpoint of epoch %d (best dev %s)", "testing" if final_split == "test" else "scoring on dev",
+             best_epoch, primary.name)
+    test_result = evaluator(model, splits[final_split], final_split, collates[final_split], lengths[final_split])
     timing |= _timing(len(splits["train"]) * protocol.epochs, train_seconds, test_result, device)
     return TrainResult(test=test_result, best_epoch=best_epoch, dev_history=history, timing=timing,
                        execution=execution, trainable_state=unwrapped.trainable_state(), n_train=len(splits["train"]),

@@ -61,7 +61,7 @@ def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResul
     seed_everything(plan.seed, plan.deterministic)  # the head's initialisation depends on it too
     model = build_task_model(plan.task, plan.backbone, backbone, plan.protocol, plan.adaptation)
     return train_and_evaluate(plan.task, model, plan.protocol, plan.seed, device, progress, plan.deterministic,
-                              feature_cache=cache)
+                              feature_cache=cache, final_split=plan.final_split)
 
 
 def policy_backbone_factory(plan: RunPlan) -> Callable[[], torch.nn.Module]:
