@@ -72,8 +72,8 @@ class SplitZipCopy(PackagedCopy):
     asset: str = ""
     required: tuple[str, ...] = ("config.json",)
 
-    def parts(self) -> list[Path] | None:
-        """The installed part files in order, or None when a distribution is missing."""
+    def _recorded_parts(self) -> list[metadata.PackagePath] | None:
+        """Each distribution's part file as its RECORD lists it (path and hash), in order; None when one is missing."""
         found = []
         for dist in self.dists:
             try:
@@ -83,17 +83,18 @@ class SplitZipCopy(PackagedCopy):
             part = next((f for f in files if ".zip." in f.name), None)
             if part is None:
                 return None
-            found.append((Path(str(part.locate())), part.hash.value if part.hash else ""))
-        if not all(path.is_file() for path, _ in found):
-            return None
-        return [path for path, _ in found]
+            found.append(part)
+        return found
+
+    def parts(self) -> list[Path] | None:
+        """The installed part files in order, or None when a distribution or a file is missing."""
+        recorded = self._recorded_parts()
+        paths = [Path(str(part.locate())) for part in recorded or []]
+        return paths if recorded is not None and all(p.is_file() for p in paths) else None
 
     def parts_key(self) -> str:
         """A short digest of the parts' hashes as recorded at install time (no part is read)."""
-        hashes = []
-        for dist in self.dists:
-            files = metadata.distribution(dist).files or []
-            hashes += [f"{f.name}:{f.hash.value if f.hash else ''}" for f in files if ".zip." in f.name]
+        hashes = [f"{f.name}:{f.hash.value if f.hash else ''}" for f in self._recorded_parts() or []]
         return hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:16]
 
     def locate(self) -> Path | None:

@@ -55,8 +55,8 @@ class KnownAsset:
         return sum(f.size or 0 for d in self.dists for f in (metadata.distribution(d).files or [])) / 1e6
 
     def requirements(self) -> list[str]:
-        return [f"{d}=={v}" if v else d for d, v in zip(self.dists, self.versions or ("",) * len(self.dists),
-                                                        strict=True)]
+        """The exact pip requirements of its distributions (every PyPI asset pins one version each)."""
+        return [f"{d}=={v}" for d, v in zip(self.dists, self.versions, strict=True)]
 
     def install_command(self) -> str:
         """How a user installs it (a core asset is also installed with the harness itself)."""

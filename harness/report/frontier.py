@@ -26,13 +26,11 @@ COSTS: tuple[tuple[str, str, bool], ...] = (
 
 @dataclass(frozen=True)
 class Point:
-    """One model of one task: its score (with interval) and one cost."""
+    """One model of one task: its score and one cost."""
 
     model: str
     score: float
     cost: float
-    low: float | None = None
-    high: float | None = None
 
 
 def pareto_front(points: Sequence[Point], higher_score_is_better: bool = True,
@@ -61,7 +59,7 @@ def task_frontier(task: str, cells: Sequence[dict[str, Any]], higher_is_better: 
                "costs": {key: (c.get("efficiency") or {}).get(key) for key, _, _ in COSTS}} for c in scored]
     costs = []
     for key, words, lower_better in COSTS:
-        points = [Point(m["model"], m["score"], float(m["costs"][key]), m["low"], m["high"])
+        points = [Point(m["model"], m["score"], float(m["costs"][key]))
                   for m in models if m["costs"][key] is not None]
         if len(points) >= 2:
             costs.append({"cost": key, "cost_words": words, "lower_cost_is_better": lower_better,
