@@ -17,7 +17,6 @@ from harness import tuning
 from harness.environment import describe_environment
 from harness.errors import AlreadyComplete, HarnessError, NothingToExplain, RunFailed, RunInProgress
 from harness.executors.base import LOCAL, CellJob, CellResult, Executor
-from harness.explain.runner import explain_run
 from harness.leaderboard import Cell, Leaderboard, ModelSelection
 from harness.planning import RunPlan, plan_cell
 from harness.progress import ProgressReporter
@@ -97,9 +96,11 @@ def run_plans(plans: Sequence[RunPlan], store: RunStore, device: str, progress: 
 def explain_outcomes(outcomes: Sequence[RunOutcome], store: RunStore, device: str, data_dir: str | None,
                      progress: ProgressReporter) -> None:
     """Explain each complete run (a stored explanation with the same settings is kept) into its record."""
+    from harness.explain import runner  # captum, the explainers and the RL rebuild: only when explaining
+
     for outcome in outcomes:
         try:
-            block = explain_run(store, outcome.record["run_id"], device, data_dir, progress=progress)
+            block = runner.explain_run(store, outcome.record["run_id"], device, data_dir, progress=progress)
         except NothingToExplain as exc:  # the run itself stands; only its explanation is empty
             log.warning("run %s: %s", outcome.record["run_id"], exc)
             continue

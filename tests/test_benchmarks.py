@@ -71,7 +71,7 @@ def test_report_files_hold_the_table_the_runs_and_the_machine(tmp_path):
     text = markdown.read_text()
     assert "| a | 11.000 | 10.000 | 12.000 | 1.00 | 0.5000 |" in text
     assert "| b | 5.000 | 5.000 | 5.000 | 0.45 |" in text and "1 (1 failed)" in text
-    assert "AMD EPYC 7B13 64-Core Processor, 2 of 2 cores usable" in text and "harness 0123456789ab" in text
+    assert "AMD EPYC 7B13 64-Core Processor [avx2], 2 of 2 cores usable" in text and "harness 0123456789ab" in text
     assert "round 2 `b`: exit 1: boom" in text
     document = json.loads(data.read_text())
     assert document["machine"]["packages"]["transformers"] == "5.24.0"

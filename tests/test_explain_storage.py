@@ -96,11 +96,11 @@ def test_interrupted_explanation_leaves_the_run_intact_and_reruns_cleanly(tmp_pa
 
 def test_run_with_explain_keeps_the_run_when_there_is_nothing_to_explain(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import execution
+    from harness.explain import runner
 
     def nothing(*args: object, **kwargs: object) -> None:
         raise NothingToExplain("nothing to explain: the model predicts no entity")
 
-    monkeypatch.setattr(execution, "explain_run", nothing)  # where `run --explain` looks it up
+    monkeypatch.setattr(runner, "explain_run", nothing)  # where `run --explain` looks it up
     (outcome,) = api.run("cartpole", protocol="smoke", runs_dir=tmp_path, progress=False, explain=True)
     assert outcome.record["status"] == "complete" and "explanation" not in outcome.record

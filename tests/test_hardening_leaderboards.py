@@ -119,9 +119,16 @@ def test_a_broken_definition_is_one_line_naming_file_and_field(case: str, conten
 
 
 def test_the_shipped_definitions_are_valid() -> None:
-    for name in ("cpu-default", "standard"):
+    from harness.tuning import search_space
+
+    for name in ("cpu-default", "standard", "text"):
         board = load_leaderboard(name)
         assert board.cells() and len(set(board.seeds)) == len(board.seeds)
+    text = load_leaderboard("text")  # tuned: every (task, model) has a grid of two points that its mode can change
+    assert text.tune and text.trial_seeds == (0,)
+    for cell in text.cells():
+        space = search_space(text, cell.task, cell.model)
+        assert len(space) == 1 and len(next(iter(space.values()))) == 2, (cell.task, cell.model.label, space)
 
 
 # --- properties ------------------------------------------------------------------------------

@@ -154,16 +154,14 @@ def test_unreachable_hub_fails_fast_in_one_line(request: pytest.FixtureRequest, 
                                                 task: str, backbone: str) -> None:
     port = request.getfixturevalue(f"{server}_port")
     runs = tmp_path / "runs"
-    started = time.perf_counter()
     out = run_cli("run", "--task", task, "--backbone", backbone, "--protocol", "smoke", runs_dir=runs,
                   timeout=120, HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{port}",
                   HF_HOME=str(tmp_path / "hf-home"))
-    elapsed = time.perf_counter() - started
     assert out.returncode == 2, out.stderr
     line = _one_error_line(out)
+    # one probe, no retries (they took over 45 s); no wall-clock bound: it flakes on a loaded machine, and the
+    # 120 s timeout above catches a hang
     assert f"127.0.0.1:{port} is not reachable" in line and "Retrying" not in out.stderr
-    # process start and imports included (several seconds on a busy 2-core machine); the retries took > 45 s
-    assert elapsed < 30, elapsed
     _no_run_directories(runs)
 
 

@@ -98,6 +98,22 @@ def test_deleted_run_makes_its_cell_missing_not_a_lower_average(workspace: Path,
     assert aggregate[victim["model"]]["mean_rank"] is None and not aggregate[victim["model"]]["complete"]
 
 
+def test_report_says_which_machines_its_timings_come_from(workspace: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    here = _report(copy)["run_machines"]
+    assert len(here) == 1 and "CPU not recorded" not in here[0]
+    record_path = next((copy / "runs").glob("*/result.json"))
+    record = json.loads(record_path.read_text())
+    record["env"] |= {"cpu": "AMD EPYC (family 25, model 17)", "cpu_flags": ["avx2", "avx512f"], "cpu_cores": 2}
+    record_path.write_text(json.dumps(record))
+    mixed = _report(copy)
+    assert len(mixed["run_machines"]) == 2 and "AMD EPYC (family 25, model 17) [avx2, avx512f], 2 cores" in \
+        mixed["run_machines"]
+    for name in ("README.md", "index.html"):
+        assert "The timing columns mix 2 machines" in (copy / "report" / name).read_text()
+
+
 def test_run_with_another_protocol_is_shown_apart(workspace: Path, tmp_path: Path) -> None:
     copy = tmp_path / "ws"
     shutil.copytree(workspace, copy)

@@ -39,6 +39,7 @@ def evil_report() -> dict:
     return {"name": f"board{EVIL}", "description": f"desc {EVIL}", "protocol": "smoke", "seeds": [0, 1],
             "command": f"harness report --leaderboard board{EVIL}",
             "generated_at": "2026-01-01T00:00:00+00:00", "harness_version": "0.1.0", "run_harness_versions": ["0.1.0"],
+            "run_machines": [f"cpu{EVIL}", "CPU not recorded"],
             "tasks": [task], "models": models, "cells": cells, "groups": table_groups([task], cells),
             "aggregate": [{"model": m, "tasks": [task["name"]], "group_size": 3, "complete": i != 1,
                            "mean_rank": None, "rank_low": None, "rank_high": None, "borda": None,

@@ -13,32 +13,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.environment import cpu_flags, cpu_generation, cpu_model
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("torch", "transformers", "timm", "accelerate")
-# CPU features that change how fast training runs (bf16 autocast pays only with AVX512-BF16 or AMX)
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name from /proc/cpuinfo (else what platform knows)."""
-    try:
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
-                return " ".join(value.split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
-    present = set(line.partition(":")[2].split())
-    return [f for f in FLAGS if f in present]
+__all__ = ["cpu_flags", "cpu_generation", "cpu_model", "describe_line", "describe_machine", "ram_gib", "slug"]
 
 
 def ram_gib(meminfo: Path = Path("/proc/meminfo")) -> float | None:
@@ -85,7 +64,7 @@ def versions() -> dict[str, str | None]:
 
 def describe_machine() -> dict[str, Any]:
     return {
-        "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+        "cpu": cpu_model(), "cpu_generation": cpu_generation(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "ram_gib": ram_gib(), "gpus": gpus(), "hostname": socket.gethostname(),
         "platform": platform.platform(), "python": platform.python_version(), "packages": versions(),
@@ -107,7 +86,9 @@ def describe_line(machine: dict[str, Any]) -> str:
     """One line for reports and logs."""
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
     gpu = f", GPU {', '.join(machine['gpus'])}" if machine.get("gpus") else ", no GPU"
-    return (f"{machine['cpu']}, {machine['usable_cores']} of {machine['cores']} cores usable, "
+    generation = f" ({machine['cpu_generation']})" if machine.get("cpu_generation") else ""
+    flags = f" [{', '.join(machine['cpu_flags'])}]" if machine.get("cpu_flags") else ""
+    return (f"{machine['cpu']}{generation}{flags}, {machine['usable_cores']} of {machine['cores']} cores usable, "
             f"{machine['ram_gib']} GiB RAM{gpu}; Python {machine['python']}, {packages}; "
             f"harness {machine['harness_commit'][:12]}{'+' if '+' in machine['harness_commit'] else ''}; "
             f"load average at start {machine['load_average']}; {machine['date']}")

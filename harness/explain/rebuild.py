@@ -17,7 +17,6 @@ from harness.explain.policy import PolicyProbs
 from harness.planning import RunPlan
 from harness.store import RunStore
 from harness.training.model import build_task_model
-from harness.training.reinforcement import build_agent
 from harness.training.train import policy_backbone_factory
 
 
@@ -47,6 +46,8 @@ def rebuild_agent(plan: RunPlan, store: RunStore, run_id: str,
                   device: str) -> tuple[PolicyProbs, Callable[[np.ndarray], np.ndarray]]:
     """(trained policy as observations -> action probabilities, the run's observation transform) of a
     control run; the transform replays the run's stored observation normalisation, if any."""
+    from harness.training.reinforcement import build_agent  # stable-baselines3: only for control runs
+
     model, env = build_agent(plan.task, policy_backbone_factory(plan), plan.protocol, plan.seed, device,
                              frozen=plan.adaptation.mode == "frozen", pretrained=plan.asset.pretrained)
     env.close()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.environment import machine_label
 from harness.errors import UsageError
 from harness.store import RunStore
 from harness.task import TASKS
@@ -18,7 +19,7 @@ log = logging.getLogger("harness")
 
 RUN_COLUMNS = ["run_id", "task", "task_version", "protocol", "backbone", "adapt", "seed", "primary_metric",
                "higher_is_better", "primary", "n_examples", "train_s", "train_examples_per_s", "eval_examples_per_s",
-               "peak_mem_mb", "harness", "tuning"]
+               "peak_mem_mb", "harness", "machine", "tuning"]
 
 
 def runs_table(store: RunStore) -> pd.DataFrame:
@@ -43,6 +44,7 @@ def runs_table(store: RunStore) -> pd.DataFrame:
             "train_examples_per_s": timing.get("train_examples_per_s"),
             "eval_examples_per_s": timing.get("eval_examples_per_s"), "peak_mem_mb": timing.get("peak_mem_mb"),
             "harness": record.get("env", {}).get("harness"),
+            "machine": machine_label(record.get("env", {})),
             "tuning": _tuning_key(record.get("config", {}).get("tuning")),
         }
         row |= {f"metric:{k}": v for k, v in record["metrics"].items()}

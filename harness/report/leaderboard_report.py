@@ -47,6 +47,8 @@ def build_report(store: RunStore, board: Leaderboard | None = None, protocol: st
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "harness_version": harness.__version__,
         "run_harness_versions": sorted({str(v) for v in used["harness"].dropna()}),
+        # timings are comparable only from one machine: a report says where its runs ran
+        "run_machines": sorted({str(v) for v in used["machine"].dropna()}) if "machine" in used else [],
         "tasks": tasks,
         "models": list(dict.fromkeys(m.label for _, m in board.pairs())),
         "cells": cells,

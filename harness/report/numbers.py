@@ -69,7 +69,10 @@ def megabytes(value: Any) -> str:
     return f"{value / 1000:.3g} GB" if value >= 999.5 else f"{value:.3g} MB"
 
 
-def pvalue(value: float) -> str:
+def pvalue(value: Any) -> str:
+    """0.0001 -> < 0.001 (never "0": a p-value is not zero), 0.0412 -> 0.041."""
+    if _missing(value):
+        return NONE
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 

@@ -86,8 +86,23 @@ def _interval_dots(rows: list[tuple[str, float, float, float]], xlabel: str, wid
     return _svg(fig)
 
 
+def _cost_axis(ax: Any, values: list[float]) -> None:
+    """A log axis where the costs span a decade or more; within less, matplotlib's log axis labels every minor
+    tick in scientific notation (1.1x10^2 1.2x10^2 ... on top of each other), so the axis stays linear. Tick
+    labels are the report's own compact numbers (22.7 M, 1.2 k)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from harness.report.numbers import compact
+
+    positive = [v for v in values if v and v > 0]
+    if positive and max(positive) / min(positive) >= 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: compact(v)))
+
+
 def frontier_plot(frontier: dict[str, Any]) -> str | None:
-    """One task: one panel per cost, each model's score (95% interval) against the cost on a log axis, the
+    """One task: one panel per cost, each model's score (95% interval) against the cost (log axis over a decade), the
     Pareto front joined by a line and its models filled."""
     costs = frontier["costs"]
     if not costs:
@@ -110,7 +125,7 @@ def frontier_plot(frontier: dict[str, Any]) -> str | None:
         front = sorted((m for m in points if m["model"] in cost["front"]), key=lambda m: m["costs"][cost["cost"]])
         ax.plot([m["costs"][cost["cost"]] for m in front], [m["score"] for m in front], color="#2b6cb0",
                 linewidth=1, alpha=0.6)
-        ax.set_xscale("log")
+        _cost_axis(ax, [m["costs"][cost["cost"]] for m in points])
         better = "cheaper to the left" if cost["lower_cost_is_better"] else "cheaper to the right"
         ax.set_xlabel(f"{cost['cost_words']} ({better})", fontsize=7)
         ax.tick_params(labelsize=7)

@@ -20,7 +20,6 @@ from harness.progress import ProgressReporter
 from harness.training.feature_cache import FeatureCache
 from harness.training.memory import reset_peak_memory
 from harness.training.model import CachedFeatureSource, apply_adaptation, build_task_model
-from harness.training.reinforcement import train_and_evaluate_control
 from harness.training.seeding import seed_everything
 from harness.training.supervised import TrainResult, train_and_evaluate
 
@@ -49,6 +48,9 @@ def train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResult
 
 def _train(plan: RunPlan, device: str, progress: ProgressReporter) -> TrainResult:
     if plan.modality == "control":
+        # stable-baselines3 and gymnasium load only for control runs (about half a second of every start-up)
+        from harness.training.reinforcement import train_and_evaluate_control
+
         return train_and_evaluate_control(plan.task, policy_backbone_factory(plan), plan.protocol, plan.seed, device,
                                           frozen=plan.adaptation.mode == "frozen", pretrained=plan.asset.pretrained,
                                           progress=progress)
