@@ -54,39 +54,50 @@ def _cpuinfo_fields(cpuinfo: Path) -> dict[str, str]:
     return fields
 
 
-def cpu_model(cpuinfo: Path = CPUINFO) -> str:
-    """The CPU's model name from /proc/cpuinfo (else what platform knows)."""
-    fields = _cpuinfo_fields(cpuinfo)
+def _model_name(fields: dict[str, str]) -> str:
     for key in ("model name", "Model", "cpu model"):
         if fields.get(key):
             return " ".join(fields[key].split())
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def cpu_generation(cpuinfo: Path = CPUINFO) -> str | None:
-    """x86 family and model numbers ("family 25, model 1": AMD Zen 3), which tell hosts of one brand apart."""
-    fields = _cpuinfo_fields(cpuinfo)
+def _generation(fields: dict[str, str]) -> str | None:
     if fields.get("cpu family") and fields.get("model"):
         return f"family {fields['cpu family']}, model {fields['model']}"
     return None
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> list[str]:
-    """Which of SIMD_FLAGS the CPU has."""
-    fields = _cpuinfo_fields(cpuinfo)
+def _simd_flags(fields: dict[str, str]) -> list[str]:
     present = set((fields.get("flags") or fields.get("Features") or "").split())
     return [f for f in SIMD_FLAGS if f in present]
 
 
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name from /proc/cpuinfo (else what platform knows)."""
+    return _model_name(_cpuinfo_fields(cpuinfo))
+
+
+def cpu_generation(cpuinfo: Path = CPUINFO) -> str | None:
+    """x86 family and model numbers ("family 25, model 1": AMD Zen 3), which tell hosts of one brand apart."""
+    return _generation(_cpuinfo_fields(cpuinfo))
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> list[str]:
+    """Which of SIMD_FLAGS the CPU has."""
+    return _simd_flags(_cpuinfo_fields(cpuinfo))
+
+
 def describe_cpu(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
-    """The CPU a run's timings come from: model name with family/model, SIMD features, usable cores."""
-    generation = cpu_generation(cpuinfo)
-    name = cpu_model(cpuinfo) + (f" ({generation})" if generation else "")
+    """The CPU a run's timings come from: model name with family/model, SIMD features, usable cores (one read of
+    /proc/cpuinfo)."""
+    fields = _cpuinfo_fields(cpuinfo)
+    generation = _generation(fields)
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 0
-    return {"cpu": name, "cpu_flags": cpu_flags(cpuinfo), "cpu_cores": cores}
+    return {"cpu": _model_name(fields) + (f" ({generation})" if generation else ""), "cpu_flags": _simd_flags(fields),
+            "cpu_cores": cores}
 
 
 def machine_label(env: dict[str, Any]) -> str:

@@ -48,7 +48,7 @@ def build_report(store: RunStore, board: Leaderboard | None = None, protocol: st
         "harness_version": harness.__version__,
         "run_harness_versions": sorted({str(v) for v in used["harness"].dropna()}),
         # timings are comparable only from one machine: a report says where its runs ran
-        "run_machines": sorted({str(v) for v in used["machine"].dropna()}) if "machine" in used else [],
+        "run_machines": sorted({str(v) for v in used["machine"].dropna()}),
         "tasks": tasks,
         "models": list(dict.fromkeys(m.label for _, m in board.pairs())),
         "cells": cells,
