@@ -91,7 +91,8 @@ def test_paired_seed_bootstrap() -> None:
     (numbers.compact, 22713216, "22.7 M"), (numbers.compact, 999.7, "1 k"), (numbers.compact, 0.004, "0.004"),
     (numbers.seconds, 233.5733, "234 s"), (numbers.seconds, 12.34, "12.3 s"), (numbers.seconds, 5400, "1.5 h"),
     (numbers.seconds, 700, "11.7 min"), (numbers.rate, 33740.0, "33.7 k/s"), (numbers.rate, 112.4, "112 /s"),
-    (numbers.megabytes, 3949.2, "3.95 GB"), (numbers.megabytes, 512.4, "512 MB"), (numbers.pvalue, 0.0001, "< 0.001"), (numbers.pvalue, None, numbers.NONE),
+    (numbers.megabytes, 3949.2, "3.95 GB"), (numbers.megabytes, 512.4, "512 MB"),
+    (numbers.pvalue, 0.0001, "< 0.001"), (numbers.pvalue, None, numbers.NONE),
 ])
 def test_numbers_for_people(function, value, text: str) -> None:
     assert function(value) == text
