@@ -24,7 +24,10 @@ def _json(out) -> dict | list:
 
 def test_cartpole_smoke_record_and_exact_reproduction(runs: Path) -> None:
     args = ("run", "--task", "cartpole", "--protocol", "smoke", "--json", "--quiet")
-    first = _json(run_cli(*args, runs_dir=runs))
+    scratch = runs.parent / "tmp"
+    scratch.mkdir()
+    first = _json(run_cli(*args, runs_dir=runs, TMPDIR=str(scratch)))
+    assert not list(scratch.glob("SB3-*"))  # SB3's default logger would leave a folder per run in the temp dir
     assert first["primary_metric"] == "iqm_return" and first["backbone"] == "mlp"
     assert {"iqm_return", "mean_return", "iqm_return_low", "iqm_return_high"} <= set(first["metrics"])
     assert first["metrics"]["iqm_return_low"] <= first["metrics"]["iqm_return"] <= first["metrics"]["iqm_return_high"]

@@ -58,3 +58,44 @@ def test_expected_calibration_error_known_case() -> None:
     probs = [[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]]
     scores = classification_scores([0, 0, 1, 1], [0, 1, 1, 1], num_classes=2, probs=probs)
     assert scores["ece"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_classification_scores_equal_torchmetrics(seed: int) -> None:
+    """The classification metrics are computed here (torchmetrics' import costs seconds per process) and must
+    give torchmetrics' numbers bit for bit, so records made before and after the change never differ."""
+    import torch
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_calibration_error,
+        multiclass_f1_score,
+    )
+
+    rng = random.Random(seed)
+    classes = rng.choice([2, 3, 5, 20])
+    n = rng.choice([1, 2, 7, 64, 401])
+    refs = [rng.randrange(classes) for _ in range(n)]
+    # some classes never predicted, some never present, confidences at the bin edges and at exactly 1
+    preds = [r if rng.random() < 0.7 else rng.randrange(max(1, classes // 2)) for r in refs]
+    logits = torch.randn(n, classes, generator=torch.Generator().manual_seed(seed)) * rng.choice([0.5, 3.0, 30.0])
+    probs = torch.softmax(logits, dim=1)
+    if seed % 4 == 0:
+        probs[0] = torch.nn.functional.one_hot(torch.tensor(refs[0]), classes).float()
+    if seed % 4 == 1:  # logits rather than probabilities: both softmax them
+        probs = logits
+    ours = classification_scores(preds, refs, classes, probs=probs.tolist())
+    p, r = torch.tensor(preds), torch.tensor(refs)
+    expected = {
+        "accuracy": multiclass_accuracy(p, r, num_classes=classes, average="micro").item(),
+        "macro_f1": multiclass_f1_score(p, r, num_classes=classes, average="macro").item(),
+        "ece": multiclass_calibration_error(torch.tensor(probs.tolist()), r, num_classes=classes, n_bins=15,
+                                            norm="l1").item(),
+    }
+    assert ours == expected
+
+
+def test_classification_scores_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="2 predictions for 3"):
+        classification_scores([0, 1], [0, 1, 1], num_classes=2)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        classification_scores([0, 2], [0, 1], num_classes=2)

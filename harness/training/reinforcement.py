@@ -96,6 +96,7 @@ def build_agent(task: Any, make_backbone: Callable[[], nn.Module], protocol: Con
     """The SB3 algorithm with the harness backbone as its features extractor, and its vector environment."""
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecNormalize
 
     pixels = task.observation_kind() == "pixels"
@@ -112,6 +113,8 @@ def build_agent(task: Any, make_backbone: Callable[[], nn.Module], protocol: Con
     algo_cls = PPO if protocol.algo == "ppo" else DQN
     model = algo_cls("MlpPolicy", env, seed=seed, device=device, policy_kwargs=policy_kwargs, verbose=0,
                      **_schedules(protocol.hyperparams))
+    # a logger that writes nowhere: SB3's default makes a new empty /tmp/SB3-<time> folder on every learn()
+    model.set_logger(Logger(folder=None, output_formats=[]))
     for module in model.policy.modules():
         if isinstance(module, BackboneExtractor):
             module.restore_pretrained()

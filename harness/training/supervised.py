@@ -18,7 +18,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, gather_object
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup
 
 from harness import tracking
 from harness.errors import RunFailed
@@ -31,6 +30,7 @@ from harness.training.distributed import per_device_batch, world_size
 from harness.training.feature_cache import FeatureCache, pooled_layer_features
 from harness.training.memory import peak_memory_mb
 from harness.training.model import TaskModel
+from harness.training.schedule import linear_warmup_decay
 from harness.training.seeding import seed_everything
 
 log = logging.getLogger("harness")
@@ -92,8 +92,11 @@ def _train_and_evaluate(task: SupervisedTask, model: TaskModel, protocol: Traini
                                  lengths["train"], settings)
     optimizer = torch.optim.AdamW(_param_groups(model, protocol), fused=True if settings.fused_adamw else None)
     total_steps = max(1, protocol.epochs * len(train_loader))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = linear_warmup_decay(optimizer, int(protocol.warmup_ratio * total_steps), total_steps)
+    if accelerator.num_processes > 1:
+        model, optimizer = accelerator.prepare(model, optimizer)  # DDP
+    else:  # one process: accelerate's wrappers would only add work to every step (the numbers are the same)
+        model = model.to(accelerator.device)
     loop = _Loop(task, model, optimizer, scheduler, accelerator, protocol, progress, settings)
     evaluator = _Evaluator(task, protocol, accelerator, progress, settings)
 
@@ -185,6 +188,7 @@ class _Loop:
         self.task, self.model, self.optimizer, self.scheduler = task, model, optimizer, scheduler
         self.accelerator, self.protocol, self.progress, self.settings = accelerator, protocol, progress, settings
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.distributed = accelerator.num_processes > 1
 
     def epoch(self, loader: DataLoader, epoch: int) -> float:
         """Train one pass over `loader`; returns the mean training loss per example."""
@@ -200,9 +204,14 @@ class _Loop:
                 with self.settings.autocast(self.accelerator.device):
                     loss = self.task.loss(self.model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                self.accelerator.backward(loss)
-                if self.protocol.grad_clip:
-                    self.accelerator.clip_grad_norm_(self.trainable, self.protocol.grad_clip)
+                if self.distributed:
+                    self.accelerator.backward(loss)
+                    if self.protocol.grad_clip:
+                        self.accelerator.clip_grad_norm_(self.trainable, self.protocol.grad_clip)
+                else:
+                    loss.backward()
+                    if self.protocol.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(self.trainable, self.protocol.grad_clip)
                 self.optimizer.step()
                 self.scheduler.step()
                 count = len(batch["ids"])
@@ -265,16 +274,20 @@ def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol
             ids = [r.id for r in rows]
             limit = getattr(protocol, f"{name}_limit")
             features = feature_cache.get(name, limit, ids, compute) if feature_cache else compute()
-            by_id = dict(zip(ids, features, strict=True))
-            collates[name] = partial(_collate_pooled, task, by_id)
+            if len(features) != len(ids):
+                raise RuntimeError(f"{len(features)} {name} features for {len(ids)} examples")
+            collates[name] = partial(_collate_pooled, task, features, {id_: i for i, id_ in enumerate(ids)})
     timing["features_s"] = round(time.perf_counter() - started, 3)
     if feature_cache is not None:
         execution["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
     return collates
 
 
-def _collate_pooled(task: SupervisedTask, features: dict[str, torch.Tensor], rows: list[Example]) -> dict[str, Any]:
-    return task.collate_targets(rows) | {"inputs": {"pooled_layers": torch.stack([features[r.id] for r in rows])}}
+def _collate_pooled(task: SupervisedTask, features: torch.Tensor, position: dict[str, int],
+                    rows: list[Example]) -> dict[str, Any]:
+    """A batch of cached features: one indexing of the split's [examples, layers, dim] tensor."""
+    index = torch.tensor([position[r.id] for r in rows], dtype=torch.long)
+    return task.collate_targets(rows) | {"inputs": {"pooled_layers": features.index_select(0, index)}}
 
 
 class _Evaluator:
