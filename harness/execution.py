@@ -265,7 +265,7 @@ def execute(plan: RunPlan, store: RunStore, device: str, progress: ProgressRepor
                 result = train(plan, device, progress)
                 if trackers is not None:
                     trackers.log({f"{plan.final_split}/{k}": v for k, v in result.test.metrics.items()}
-                                 | {f"timing/{k}": v for k, v in result.timing.items()})
+                                 | {f"timing/{k}": v for k, v in result.timing.items() if v is not None})
         except HarnessError as exc:
             store.write_result(record | {"status": "failed", "error": str(exc)})
             raise

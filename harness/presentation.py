@@ -53,6 +53,12 @@ def run_summary(record: dict[str, Any], reused: bool, detail: bool = False) -> s
         lines.append(f"  time: train {timing.get('train_s', 0):.1f}s, test {timing.get('eval_s', 0):.1f}s, "
                      f"{timing.get('train_examples_per_s', 0):.1f} {unit}, "
                      f"peak memory {timing.get('peak_mem_mb', 0):.0f} MB")
+        computed = {split: timing[f"features_compute_{split}_s"] for split in ("train", "dev", "test")
+                    if f"features_compute_{split}_s" in timing}
+        if computed:  # a head on frozen features: say what they cost, even when this run read them from the cache
+            cached = record.get("execution", {}).get("feature_cache") == "hit"
+            costs = ", ".join(f"{split} {'?' if s is None else f'{s:.1f}s'}" for split, s in computed.items())
+            lines.append(f"  frozen features: {'read from the cache, computed' if cached else 'computed'} in {costs}")
     if detail and "explanation" in record:
         lines.append(explanation_summary(record["explanation"]))
     if detail:

@@ -114,6 +114,48 @@ def test_report_says_which_machines_its_timings_come_from(workspace: Path, tmp_p
         assert "The timing columns mix 2 machines" in (copy / "report" / name).read_text()
 
 
+def test_heads_on_cached_features_are_charged_what_the_features_cost(workspace: Path, tmp_path: Path) -> None:
+    """A frozen head on cached features trains in well under a second; its training seconds must include
+    computing the train features, and a run whose feature cost was never recorded has an unknown cost."""
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    records = {p: json.loads(p.read_text()) for p in (copy / "runs").glob("*/result.json")}
+    frozen = {p: r for p, r in records.items() if r["task"] == "sentiment" and r["adapt"] == "frozen"}
+    assert len(frozen) == 2 and all(r["timing"]["features_compute_test_s"] > 0 for r in frozen.values())
+    report = _report(copy)
+    cell = next(c for c in report["cells"] if c["task"] == "sentiment" and c["model"].endswith("(frozen)"))
+    charged = sum(r["timing"]["train_s"] + r["timing"]["features_compute_train_s"] for r in frozen.values()) / 2
+    assert cell["feature_cost"] == "charged" and cell["efficiency"]["train_s"] == pytest.approx(charged, abs=1e-3)
+    assert cell["efficiency"]["train_s"] > sum(r["timing"]["train_s"] for r in frozen.values()) / 2
+    assert report["feature_costs"]["charged"] == [f"sentiment / {cell['model']}"]
+    full = next(c for c in report["cells"] if c["task"] == "ner" and c["model"].endswith("(full)"))
+    assert full["feature_cost"] is None and full["efficiency"]["train_s"] > 0  # no cached features: as recorded
+    path, record = next(iter(frozen.items()))  # as written before harness recorded the cost
+    for split in ("train", "dev", "test"):
+        del record["timing"][f"features_compute_{split}_s"]
+    path.write_text(json.dumps(record))
+    report = _report(copy)
+    cell = next(c for c in report["cells"] if c["task"] == "sentiment" and c["model"].endswith("(frozen)"))
+    assert cell["feature_cost"] == "unknown"
+    assert cell["efficiency"]["train_s"] is None and cell["efficiency"]["eval_examples_per_s"] is None
+    assert report["feature_costs"] == {"charged": [], "unknown": [f"sentiment / {cell['model']}"]}
+    for name in ("README.md", "index.html"):
+        assert "Cost unknown" in (copy / "report" / name).read_text()
+
+
+def test_run_costs_of_records() -> None:
+    from harness.report.collect import run_costs
+
+    timing = {"train_s": 0.5, "eval_s": 0.1, "eval_examples_per_s": 1000.0, "features_compute_train_s": 20.0,
+              "features_compute_dev_s": 5.0, "features_compute_test_s": 9.9}
+    cached = {"timing": timing, "n_examples": 100, "execution": {"feature_cache": "hit"}}
+    assert run_costs(cached) == {"train_cost_s": 20.5, "eval_cost_examples_per_s": 10.0, "feature_cost": "charged"}
+    plain = {"timing": {"train_s": 3.0, "eval_examples_per_s": 50.0}, "n_examples": 10, "execution": {}}
+    assert run_costs(plain) == {"train_cost_s": 3.0, "eval_cost_examples_per_s": 50.0, "feature_cost": None}
+    old = cached | {"timing": {k: v for k, v in timing.items() if not k.startswith("features_compute_")}}
+    assert run_costs(old) == {"train_cost_s": None, "eval_cost_examples_per_s": None, "feature_cost": "unknown"}
+
+
 def test_run_with_another_protocol_is_shown_apart(workspace: Path, tmp_path: Path) -> None:
     copy = tmp_path / "ws"
     shutil.copytree(workspace, copy)
@@ -175,3 +217,14 @@ def test_compare_a_model_with_itself_is_a_tie_with_p_one(workspace: Path, tiny_t
 def test_bad_report_input(args: list[str], tmp_path: Path) -> None:
     out = run_cli(*args, runs_dir=tmp_path / "runs")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_run_summary_says_what_cached_features_cost() -> None:
+    from harness.presentation import run_summary
+
+    record = {"task": "t", "backbone": "b", "adapt": "frozen", "protocol": "quick", "seed": 0, "run_id": "r",
+              "status": "complete", "metrics": {"accuracy": 0.5}, "primary_metric": "accuracy", "n_examples": 4,
+              "modality": "text", "timing": {"train_s": 0.4, "features_compute_train_s": 20.04,
+                                             "features_compute_test_s": None},
+              "execution": {"feature_cache": "hit"}}
+    assert "frozen features: read from the cache, computed in train 20.0s, test ?" in run_summary(record, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,12 @@ def test_frozen_features_are_cached_and_reused(tiny_text_backbone: Path, tmp_pat
     assert first.execution["feature_cache"] == "miss"
     second = run(FeatureCache(identity, tmp_path))
     assert second.execution["feature_cache"] == "hit"
+    # a run on cached features reports what they cost when they were computed, split by split
+    computed = {k: v for k, v in first.timing.items() if k.startswith("features_compute_")}
+    assert set(computed) == {f"features_compute_{s}_s" for s in ("train", "dev", "test")}
+    assert all(v > 0 for v in computed.values())
+    assert {k: second.timing[k] for k in computed} == computed
+    assert second.timing["features_s"] < sum(computed.values())
     assert uncached.test.metrics == first.test.metrics == second.test.metrics
     assert run(FeatureCache(identity, tmp_path), seed=1).execution["feature_cache"] == "hit"
     # another backbone revision is another cache entry; a damaged file is recomputed, not trusted
@@ -112,3 +119,25 @@ def test_frozen_features_are_cached_and_reused(tiny_text_backbone: Path, tmp_pat
         path.write_bytes(b"garbage")
     assert run(FeatureCache(identity, tmp_path)).execution["feature_cache"] == "miss"
     assert run(FeatureCache(identity, tmp_path)).execution["feature_cache"] == "hit"
+
+
+def test_cached_features_written_before_their_cost_was_recorded(tmp_path: Path) -> None:
+    """A cache file from before `compute_s` existed is still used; its cost is unknown (None), never 0."""
+    import torch
+    from safetensors.torch import save
+
+    from harness.store import canonical_json, write_atomic
+    from harness.training.feature_cache import FORMAT, FeatureCache
+
+    cache, ids = FeatureCache({"backbone": "b"}, tmp_path), ["a", "b"]
+    features = torch.ones(2, 3, 4)
+    write_atomic(cache.path("train", None), save({"features": features}, metadata={
+        "ids": json.dumps(ids), "identity": canonical_json(cache.identity), "format": FORMAT}))
+    assert torch.equal(cache.get("train", None, ids, lambda: torch.zeros(2, 3, 4)), features)
+    assert cache.hits == {"train": True} and cache.compute_seconds == {"train": None}
+    fresh = FeatureCache({"backbone": "b"}, tmp_path)
+    fresh.get("test", None, ids, lambda: torch.zeros(2, 3, 4))
+    assert fresh.hits == {"test": False} and fresh.compute_seconds["test"] >= 0
+    again = FeatureCache({"backbone": "b"}, tmp_path)
+    again.get("test", None, ids, lambda: torch.full((2, 3, 4), 9.0))
+    assert again.hits == {"test": True} and again.compute_seconds == fresh.compute_seconds

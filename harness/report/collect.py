@@ -19,7 +19,8 @@ log = logging.getLogger("harness")
 
 RUN_COLUMNS = ["run_id", "task", "task_version", "protocol", "backbone", "adapt", "seed", "primary_metric",
                "higher_is_better", "primary", "n_examples", "train_s", "train_examples_per_s", "eval_examples_per_s",
-               "peak_mem_mb", "harness", "machine", "tuning"]
+               "peak_mem_mb", "harness", "machine", "tuning", "train_cost_s", "eval_cost_examples_per_s",
+               "feature_cost"]
 
 
 def runs_table(store: RunStore) -> pd.DataFrame:
@@ -46,11 +47,31 @@ def runs_table(store: RunStore) -> pd.DataFrame:
             "harness": record.get("env", {}).get("harness"),
             "machine": machine_label(record.get("env", {})),
             "tuning": _tuning_key(record.get("config", {}).get("tuning")),
-        }
+        } | run_costs(record)
         row |= {f"metric:{k}": v for k, v in record["metrics"].items()}
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame if not frame.empty else pd.DataFrame(columns=RUN_COLUMNS)
+
+
+def run_costs(record: dict[str, Any]) -> dict[str, Any]:
+    """What a run costs, for reports: `train_cost_s` and `eval_cost_examples_per_s`. A head trained on cached
+    frozen features is charged what the features cost to compute (when they were computed, by this run or an
+    earlier one): the train split's seconds to training, the test split's to evaluation. The dev split's are
+    charged to neither, as dev evaluation is not in any run's training seconds. `feature_cost`: None (no cached
+    features), "charged", or "unknown" (the features were computed before harness recorded their cost, or by
+    a run that did not record it): then both costs are None, never the head's alone."""
+    timing = record.get("timing", {})
+    train_s, eval_rate = timing.get("train_s"), timing.get("eval_examples_per_s")
+    if record.get("execution", {}).get("feature_cache") not in ("hit", "miss"):
+        return {"train_cost_s": train_s, "eval_cost_examples_per_s": eval_rate, "feature_cost": None}
+    train_features, test_features = timing.get("features_compute_train_s"), timing.get("features_compute_test_s")
+    eval_s, examples = timing.get("eval_s"), record.get("n_examples")
+    if None in (train_s, train_features, test_features, eval_s, examples):
+        return {"train_cost_s": None, "eval_cost_examples_per_s": None, "feature_cost": "unknown"}
+    return {"train_cost_s": round(train_s + train_features, 3),
+            "eval_cost_examples_per_s": round(examples / max(eval_s + test_features, 1e-9), 2),
+            "feature_cost": "charged"}
 
 
 def _tuning_key(tuning: Any) -> str | None:

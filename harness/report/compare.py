@@ -21,7 +21,7 @@ from harness.errors import UsageError
 from harness.leaderboard import Leaderboard, ModelSelection
 from harness.report.collect import example_statistics, model_label, runs_table
 from harness.report.explanations import explanation_sections
-from harness.report.leaderboard_report import score_cells
+from harness.report.leaderboard_report import feature_cost_notes, score_cells
 from harness.store import RunStore
 from harness.task import TASKS
 
@@ -65,6 +65,10 @@ def build_comparison(store: RunStore, models: list[tuple[str, str | None]], task
                         models=tuple(ModelSelection(b, a, tuple(task_names)) for b, a in selections),
                         tune=bool(compared["tuning"].notna().any()))
     scored = score_cells(store, board, runs, n_resamples, strict_tuning=False)
+    unknown = feature_cost_notes(scored["cells"])["unknown"]
+    if unknown:  # the fronts leave these out of the training-time and evaluation-rate axes
+        notes.append(f"cost unknown for {', '.join(unknown)}: cached frozen features computed before harness "
+                     "recorded their cost (rerun with --force and an empty feature cache)")
     return {
         "protocol": protocol, "models": labels, "tasks": task_names, "alpha": alpha,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "harness_version": harness.__version__,

@@ -30,6 +30,9 @@ from harness.task import TASKS
 from harness.tuning import search_space
 
 EFFICIENCY = ["train_s", "train_examples_per_s", "eval_examples_per_s", "peak_mem_mb"]
+# the efficiency columns that are costs come from what each run costs (collect.run_costs: cached frozen features
+# charged), and are unknown for a cell when any of its runs' cost is
+COST_COLUMNS = {"train_s": "train_cost_s", "eval_examples_per_s": "eval_cost_examples_per_s"}
 
 
 def build_report(store: RunStore, board: Leaderboard | None = None, protocol: str | None = None,
@@ -49,6 +52,7 @@ def build_report(store: RunStore, board: Leaderboard | None = None, protocol: st
         "run_harness_versions": sorted({str(v) for v in used["harness"].dropna()}),
         # timings are comparable only from one machine: a report says where its runs ran
         "run_machines": sorted({str(v) for v in used["machine"].dropna()}),
+        "feature_costs": feature_cost_notes(cells),
         "tasks": tasks,
         "models": list(dict.fromkeys(m.label for _, m in board.pairs())),
         "cells": cells,
@@ -157,14 +161,16 @@ def _cell(store: RunStore, task: str, model: str, backbone: str, board: Leaderbo
     cell["complete"] = not cell["missing_seeds"]
     if rows.empty:
         return cell | {"estimate": None, "low": None, "high": None, "method": None, "secondary": {},
-                       "efficiency": {}, "per_seed": []}
+                       "efficiency": {}, "per_seed": [], "feature_cost": None}
     estimate, low, high, method = _interval(store, task, rows, n_resamples)
     metric_columns = [c for c in rows.columns if c.startswith("metric:") and rows[c].notna().all()]
     return cell | {
         "estimate": estimate, "low": low, "high": high, "method": method,
         "per_seed": [float(v) for v in rows["primary"]],
         "secondary": {c.removeprefix("metric:"): float(rows[c].mean()) for c in metric_columns},
-        "efficiency": {"params": _params(backbone), **{k: _mean(rows[k]) for k in EFFICIENCY}},
+        "efficiency": {"params": _params(backbone), **{k: _mean(rows[k]) for k in EFFICIENCY}}
+        | {k: _mean_of_all(rows[column]) for k, column in COST_COLUMNS.items() if column in rows},
+        "feature_cost": _feature_cost(rows),
     }
 
 
@@ -283,6 +289,27 @@ def _params(backbone: str) -> int | None:
 def _mean(column: pd.Series) -> float | None:
     values = pd.to_numeric(column, errors="coerce").dropna()
     return float(values.mean()) if len(values) else None
+
+
+def feature_cost_notes(cells: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Which cells train heads on cached frozen features, by whether their costs include computing them."""
+    notes: dict[str, list[str]] = {"charged": [], "unknown": []}
+    for c in cells:
+        if c.get("feature_cost") in notes:
+            notes[c["feature_cost"]].append(f"{c['task']} / {c['model']}")
+    return notes
+
+
+def _mean_of_all(column: pd.Series) -> float | None:
+    """The mean, or None when any value is unknown (a cost averaged over some seeds would understate it)."""
+    values = pd.to_numeric(column, errors="coerce")
+    return float(values.mean()) if len(values) and values.notna().all() else None
+
+
+def _feature_cost(rows: pd.DataFrame) -> str | None:
+    """A cell's cached-feature cost: None (no cached features), "charged", or "unknown" when any run's is."""
+    kinds = {k for k in rows.get("feature_cost", pd.Series(dtype=object)).dropna()}
+    return "unknown" if "unknown" in kinds else ("charged" if kinds else None)
 
 
 def _board_from_runs(runs: pd.DataFrame, protocol: str | None) -> Leaderboard:

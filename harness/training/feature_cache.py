@@ -5,12 +5,15 @@ With `--adapt frozen` the backbone is a fixed function, so its output on a datas
 (every classification head) the learned layer mix commutes with the mean, so caching each layer's
 masked mean, [examples, layers, dim], is exact: later runs (other seeds, learning rates, heads) train
 on it directly. Files are safetensors, written atomically; a corrupt or mismatched file is recomputed.
+Each file also holds the seconds its features took to compute (`compute_s`), so a run on cached features
+can report what they cost (reports charge it; files written before this hold none).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,10 @@ class FeatureCache:
         self.identity = identity
         self.root = (root or default_cache_dir()) / "features"
         self.hits: dict[str, bool] = {}
-        self._loaded: dict[Path, torch.Tensor] = {}
+        # per split: the seconds its features took to compute (now, or when the cached file was written); None
+        # for files written before that was recorded
+        self.compute_seconds: dict[str, float | None] = {}
+        self._loaded: dict[Path, tuple[torch.Tensor, float | None]] = {}
 
     def path(self, split: str, limit: int | None) -> Path:
         key = config_hash({"format": FORMAT, **self.identity, "split": split, "limit": limit})
@@ -52,7 +58,7 @@ class FeatureCache:
             if cached is None:
                 return None
             self._loaded[path] = cached
-        return self._loaded[path]
+        return self._loaded[path][0]
 
     def get(self, split: str, limit: int | None, ids: list[str], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         path = self.path(split, limit)
@@ -60,17 +66,23 @@ class FeatureCache:
         self.hits[split] = cached is not None
         if cached is not None:
             log.info("%s features: reused from the cache (%s)", split, path)
+            self.compute_seconds[split] = self._loaded[path][1]
             return cached
+        started = time.perf_counter()
         features = compute()
+        seconds = round(time.perf_counter() - started, 3)
+        self.compute_seconds[split] = seconds
         from safetensors.torch import save
 
-        metadata = {"ids": json.dumps(ids), "identity": canonical_json(self.identity), "format": FORMAT}
+        metadata = {"ids": json.dumps(ids), "identity": canonical_json(self.identity), "format": FORMAT,
+                    "compute_s": repr(seconds)}
         write_atomic(path, save({"features": features.contiguous()}, metadata=metadata))
         log.info("%s features: computed and cached (%s)", split, path)
         return features
 
     @staticmethod
-    def _read(path: Path, ids: list[str], identity: str) -> torch.Tensor | None:
+    def _read(path: Path, ids: list[str], identity: str) -> tuple[torch.Tensor, float | None] | None:
+        """The file's features and their compute seconds (None when the file predates recording them)."""
         if not path.is_file():
             return None
         try:
@@ -80,7 +92,8 @@ class FeatureCache:
                 metadata = fh.metadata() or {}
                 if json.loads(metadata.get("ids", "[]")) != ids or metadata.get("identity") != identity:
                     return None  # another identity's file (or other examples): recomputed, never trusted
-                return fh.get_tensor("features")
+                seconds = float(metadata["compute_s"]) if "compute_s" in metadata else None
+                return fh.get_tensor("features"), seconds
         except Exception as exc:  # a damaged cache file is recomputed, never trusted
             log.warning("ignoring unreadable feature cache %s: %s", path, exc)
             return None

@@ -280,6 +280,9 @@ def _collates(task: SupervisedTask, model: TaskModel, protocol: TrainingProtocol
     timing["features_s"] = round(time.perf_counter() - started, 3)
     if feature_cache is not None:
         execution["feature_cache"] = "hit" if all(feature_cache.hits.values()) else "miss"
+        # what each split's features cost to compute, here or when they were cached: reports charge the train
+        # split's to training and the test split's to evaluation, so a run on cached features is not free
+        timing |= {f"features_compute_{name}_s": feature_cache.compute_seconds.get(name) for name in splits}
     return collates
 
 
