@@ -154,6 +154,8 @@ def test_run_costs_of_records() -> None:
     assert run_costs(plain) == {"train_cost_s": 3.0, "eval_cost_examples_per_s": 50.0, "feature_cost": None}
     old = cached | {"timing": {k: v for k, v in timing.items() if not k.startswith("features_compute_")}}
     assert run_costs(old) == {"train_cost_s": None, "eval_cost_examples_per_s": None, "feature_cost": "unknown"}
+    of_01 = {"timing": {"train_s": 0.5, "eval_s": 0.1, "feature_cache": "hit"}, "n_examples": 100}  # harness 0.1
+    assert run_costs(of_01)["feature_cost"] == "unknown"
 
 
 def test_run_with_another_protocol_is_shown_apart(workspace: Path, tmp_path: Path) -> None:

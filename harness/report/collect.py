@@ -63,7 +63,9 @@ def run_costs(record: dict[str, Any]) -> dict[str, Any]:
     a run that did not record it): then both costs are None, never the head's alone."""
     timing = record.get("timing", {})
     train_s, eval_rate = timing.get("train_s"), timing.get("eval_examples_per_s")
-    if record.get("execution", {}).get("feature_cache") not in ("hit", "miss"):
+    # harness 0.1 kept the cache's "hit"/"miss" in timing; since 0.2 it is in execution
+    cache_use = record.get("execution", {}).get("feature_cache") or timing.get("feature_cache")
+    if cache_use not in ("hit", "miss"):
         return {"train_cost_s": train_s, "eval_cost_examples_per_s": eval_rate, "feature_cost": None}
     train_features, test_features = timing.get("features_compute_train_s"), timing.get("features_compute_test_s")
     eval_s, examples = timing.get("eval_s"), record.get("n_examples")
