@@ -84,6 +84,7 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
             "deterministic": deterministic,
             "harness": harness.__version__,
         }
+        config.update(execution_numerics(task_obj, adaptation))
         if trial:
             config["evaluated_on"] = "dev"
         if tuning:
@@ -93,6 +94,24 @@ def plan_runs(task: str, backbone: str | None = None, protocol: str | Any = None
         plans.append(RunPlan(task_obj, backbone_spec, asset, chosen_protocol, adaptation, seed, deterministic,
                              config, digest, run_id, trial))
     return plans
+
+
+def execution_numerics(task: Task, adaptation: Adaptation) -> dict[str, Any]:
+    """How the harness executes this run where that changed its numbers (float rounding, not the recipe): part
+    of the configuration, so runs from before such a change never share a run id with runs after it.
+    Empty for runs it does not concern, so their ids stay as they were.
+    - image backbones run channels-last (NHWC) in training and evaluation, on CPU as on CUDA (a head on
+      cached frozen features excepted: the features are computed as before, so the cache stays valid);
+    - a frozen encoder of rendered frames encodes each frame once (`training/frame_memo.py`)."""
+    if task.spec.backbone_kind != "image":
+        return {}
+    frozen = adaptation.mode == "frozen"
+    if task.spec.modality == "control":
+        numerics = {"memory_format": "channels-last"} | ({"frozen_frames": "encoded once"} if frozen else {})
+        return {"numerics": numerics}
+    if frozen and task.pooled_features:
+        return {}
+    return {"numerics": {"memory_format": "channels-last"}}
 
 
 # Split digests already computed in this process, by (task class, data dir, data fingerprint, limits): a

@@ -6,8 +6,9 @@ vision backbone (EfficientNet-Lite0 ImageNet weights by default), frozen (`--ada
 fine-tuned (`full`, `partial:N`); each frame is encoded and the pooled features of the stack feed
 PPO's heads. This measures how useful a pretrained visual representation is for control.
 PPO hyperparameters follow the RL-Zoo CartPole-v1 recipe (see `cartpole`) with fewer epochs per
-update (4), since every update re-encodes frames. `standard` (5e5 steps) is sized for a GPU;
-`smoke` and `quick` run on a CPU.
+update (4), since a trained encoder re-encodes frames in every update (a frozen one encodes each frame
+once: harness/training/frame_memo.py). `standard` (5e5 steps) is sized for a GPU; `smoke` and `quick` run
+on a CPU.
 """
 
 from __future__ import annotations

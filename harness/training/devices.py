@@ -3,8 +3,9 @@
 On CUDA: bf16 autocast (unless the protocol asks for fp32), TF32 matmuls, the fused AdamW kernel, pinned
 host memory with non-blocking copies, DataLoader worker processes for image and audio decoding, and
 channels-last memory format for convolutional (image) backbones. On CPU: no workers (two cores are better
-spent on the model), and bf16 autocast only when the protocol asks for it (`precision = "bf16"`: fast on
-CPUs with AVX512-BF16 or AMX). What was used is recorded in the run record's `execution` block.
+spent on the model), channels-last for image backbones as on CUDA, and bf16 autocast only when the protocol
+asks for it (`precision = "bf16"`: fast on CPUs with AVX512-BF16 or AMX). What was used is recorded in the
+run record's `execution` block.
 """
 
 from __future__ import annotations
@@ -110,8 +111,11 @@ def device_settings(device: str, protocol: TrainingProtocol, modality: str | Non
     training on a loaded 2-core machine, the same scores)."""
     precision = resolve_precision(protocol, device)
     if device != "cuda":
+        # channels-last convolutions on CPU too: efficientnet-lite0 at 128 px, measured here, 1.5x faster
+        # training steps and 1.75x faster inference (oneDNN's NHWC kernels); planning records it in the config
         return DeviceSettings(precision, tf32=False, fused_adamw=False, pin_memory=False, loader_workers=0,
-                              channels_last=False, sync_every=1, threads=1 if pooled_features else None)
+                              channels_last=modality == "image" and not pooled_features, sync_every=1,
+                              threads=1 if pooled_features else None)
     workers = LOADER_WORKERS if modality in DECODING_MODALITIES and not pooled_features else 0
     # TF32 for what runs outside autocast; a run that asks for fp32 gets true fp32
     return DeviceSettings(precision, tf32=precision != "fp32", fused_adamw=True, pin_memory=True,
