@@ -13,6 +13,7 @@ import pytest
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS_DIR))  # benchmarks/ is a folder of scripts, not a package: on the path
 try:  # only while importing, so its script names (run, worker, ...) shadow nothing in other tests
+    import board
     import run
     from suite import core, machine, report
     from suite.context import RunContext
@@ -151,3 +152,41 @@ def test_a_real_pair_alternates_in_fresh_processes(tmp_path):
     assert len(lines) == 5 and lines[2].startswith("[pair] round 1/2 seed 0 list-tasks")
     markdown, _ = report.write_result(result, machine.describe_machine(), "test", tmp_path)
     assert "| list-tasks |" in markdown.read_text()
+
+
+def _board_record(runs: Path, seed: int, primary: float, total_s: float, start: str, **changes) -> None:
+    record = {"run_id": f"ner-s{seed}-{len(list(runs.iterdir()))}", "status": "complete", "task": "ner",
+              "backbone": "minilm", "adapt": "full", "protocol": "quick", "seed": seed, "task_version": "1",
+              "primary_metric": "entity_f1", "primary": primary, "timing": {"total_s": total_s},
+              "config": {}, "created_at": start} | changes
+    folder = runs / record["run_id"]
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps(record))
+
+
+def test_board_summary_sets_the_boards_finished_test_runs_beside_the_reference(tmp_path: Path) -> None:
+    new, old = tmp_path / "new" / "runs", tmp_path / "old"
+    new.mkdir(parents=True)
+    old.mkdir()
+    _board_record(new, 0, 0.40, 100.0, "2026-01-01T00:00:00+00:00")
+    _board_record(new, 1, 0.50, 300.0, "2026-01-01T00:01:00+00:00")  # ends 360 s after the first start
+    _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", status="running")  # not finished
+    _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", role="trial")  # a tuning trial
+    _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", protocol="smoke")  # another protocol
+    _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", backbone="mpnet")  # not one of its models
+    _board_record(old, 0, 0.30, 500.0, "2025-01-01T00:00:00+00:00")
+    result = board.summarise("cpu-default", new, old, wall=400.04)
+    assert (result["runs"], result["run_s"], result["span_s"], result["wall_s"]) == (2, 400.0, 360.0, 400.0)
+    row = result["models"]["ner / minilm (full)"]
+    assert row["seeds"] == [0, 1] and row["mean"] == pytest.approx(0.45) and (row["min"], row["max"]) == (0.4, 0.5)
+    assert result["reference"]["models"]["ner / minilm (full)"]["run_s"] == 500.0
+    text = board.to_markdown(result | {"command": "harness run --leaderboard cpu-default", "reference_label": "before"},
+                             "a machine")
+    assert "| ner / minilm (full) | 0,1 | 0.45 (0.4 to 0.5) | 400 | 0.3 (0.3 to 0.3) | 500 |" in text
+    assert "wall time of the command: **6.7 min**" in text and "before: 1 runs, 8.3 min" in text
+
+
+def test_board_refuses_a_store_that_is_not_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "runs" / "old-run").mkdir(parents=True)
+    assert board.main(["--leaderboard", "cpu-default", "--store", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
