@@ -79,19 +79,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def board_records(name: str, runs: Path) -> list[dict[str, Any]]:
-    """The completed test runs in `runs` that belong to the board (its tasks, models and protocol)."""
+    """The completed test runs in `runs` of the board's (task, model) pairs under its protocol."""
     from harness.leaderboard import load_leaderboard
+    from harness.store import RunStore
+    from harness.task import TASKS
 
     board = load_leaderboard(name)
-    models = {(m.backbone, m.adapt) for m in board.models}
-    out = []
-    for path in sorted(runs.glob("*/result.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if (record.get("status") == "complete" and record.get("role", "test") == "test"
-                and record["task"] in board.tasks and record["protocol"] == board.protocol
-                and (record["backbone"], record["adapt"]) in models):
-            out.append(record)
-    return out
+    pairs = {(task, model.backbone, model.adapt or TASKS.get(task).spec.default_adapt)
+             for task, model in board.pairs()}
+    return [record for record in RunStore(runs).records()
+            if record.get("status") == "complete" and record.get("role", "test") == "test"
+            and record["protocol"] == board.protocol and (record["task"], record["backbone"], record["adapt"]) in pairs]
 
 
 def by_model(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

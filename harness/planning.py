@@ -17,7 +17,7 @@ from harness.assets import ResolvedAsset
 from harness.backbones.spec import BackboneSpec, resolve_backbone
 from harness.errors import UsageError, first_line
 from harness.leaderboard import Cell, Leaderboard
-from harness.protocol import PRECISIONS, TrainingProtocol
+from harness.protocol import PRECISIONS, TrainingProtocol, channels_last_on_cpu
 from harness.store import MAX_SEED, canonical_json, config_hash, make_run_id, seed_problem
 from harness.task import SPLITS, TASKS, Task
 
@@ -100,8 +100,8 @@ def execution_numerics(task: Task, adaptation: Adaptation) -> dict[str, Any]:
     """How the harness executes this run where that changed its numbers (float rounding, not the recipe): part
     of the configuration, so runs from before such a change never share a run id with runs after it.
     Empty for runs it does not concern, so their ids stay as they were.
-    - image backbones run channels-last (NHWC) in training and evaluation, on CPU as on CUDA (a head on
-      cached frozen features excepted: the features are computed as before, so the cache stays valid);
+    - image backbones run channels-last (NHWC) in training and evaluation, on CPU as on CUDA
+      (`protocol.channels_last_on_cpu`; the pixel-control encoder always);
     - a frozen encoder of rendered frames encodes each frame once (`training/frame_memo.py`)."""
     if task.spec.backbone_kind != "image":
         return {}
@@ -109,7 +109,7 @@ def execution_numerics(task: Task, adaptation: Adaptation) -> dict[str, Any]:
     if task.spec.modality == "control":
         numerics = {"memory_format": "channels-last"} | ({"frozen_frames": "encoded once"} if frozen else {})
         return {"numerics": numerics}
-    if frozen and task.pooled_features:
+    if not channels_last_on_cpu(task.spec.modality, frozen and task.pooled_features):
         return {}
     return {"numerics": {"memory_format": "channels-last"}}
 

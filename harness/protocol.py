@@ -21,6 +21,14 @@ SEARCH_SMOKE = {"lr": (1e-4, 3e-4), "head_lr": (1e-3, 3e-3)}
 P = TypeVar("P")
 
 
+def channels_last_on_cpu(modality: str | None, pooled_features: bool) -> bool:
+    """Whether a supervised CPU run holds its backbone and images channels-last (NHWC): image backbones do
+    (EfficientNet-Lite0 at 128 px, measured: training steps 1.5x and inference 1.75x faster through oneDNN's
+    NHWC kernels), except a head on cached frozen features, whose features are computed as before so the
+    cache stays valid. The device settings apply it; planning records it in the run's configuration."""
+    return modality == "image" and not pooled_features
+
+
 def protocol_table(**profiles: P) -> dict[str, P]:
     """A task's protocols keyed by name, each named once: `protocol_table(smoke=TrainingProtocol(...), ...)`."""
     return {name: replace(profile, name=name) for name, profile in profiles.items()}  # type: ignore[type-var]

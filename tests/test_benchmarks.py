@@ -155,10 +155,11 @@ def test_a_real_pair_alternates_in_fresh_processes(tmp_path):
 
 
 def _board_record(runs: Path, seed: int, primary: float, total_s: float, start: str, **changes) -> None:
-    record = {"run_id": f"ner-s{seed}-{len(list(runs.iterdir()))}", "status": "complete", "task": "ner",
-              "backbone": "minilm", "adapt": "full", "protocol": "quick", "seed": seed, "task_version": "1",
-              "primary_metric": "entity_f1", "primary": primary, "timing": {"total_s": total_s},
-              "config": {}, "created_at": start} | changes
+    record = {"schema_version": 1, "run_id": f"ner-s{seed}-{len(list(runs.iterdir()))}", "status": "complete",
+              "task": "ner", "backbone": "minilm", "adapt": "full", "protocol": "quick", "seed": seed,
+              "task_version": "1", "config": {}, "config_hash": "0" * 64, "primary_metric": "entity_f1",
+              "metrics": {"entity_f1": primary}, "primary": primary, "n_examples": 10,
+              "timing": {"total_s": total_s}, "env": {}, "created_at": start} | changes
     folder = runs / record["run_id"]
     folder.mkdir()
     (folder / "result.json").write_text(json.dumps(record))
@@ -174,6 +175,9 @@ def test_board_summary_sets_the_boards_finished_test_runs_beside_the_reference(t
     _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", role="trial")  # a tuning trial
     _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", protocol="smoke")  # another protocol
     _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", backbone="mpnet")  # not one of its models
+    _board_record(new, 2, 0.99, 10.0, "2026-01-01T00:00:00+00:00", task="fashion-mnist")  # minilm does not fit it
+    (new / "damaged").mkdir()
+    (new / "damaged" / "result.json").write_text("{not json")  # left out, as every store reader does
     _board_record(old, 0, 0.30, 500.0, "2025-01-01T00:00:00+00:00")
     result = board.summarise("cpu-default", new, old, wall=400.04)
     assert (result["runs"], result["run_s"], result["span_s"], result["wall_s"]) == (2, 400.0, 360.0, 400.0)

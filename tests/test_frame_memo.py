@@ -60,12 +60,13 @@ def test_least_recently_used_frames_are_dropped_at_capacity() -> None:
         FrameFeatureMemo(capacity=0)
 
 
-def test_frames_differing_in_one_pixel_are_different_frames() -> None:
+@pytest.mark.parametrize("change", [1.0, 0.25])  # a fraction too: frames are never compared after rounding
+def test_frames_differing_in_one_value_are_different_frames(change: float) -> None:
     frames = _frames(1).repeat(2, 1, 1, 1)
-    frames[1, 3, 3, 2] = (frames[1, 3, 3, 2] + 1) % 256
+    frames[1, 3, 3, 2] = (frames[1, 3, 3, 2] + change) % 256
     memo, encoder = FrameFeatureMemo(), CountingEncoder()
-    memo.features(frames, encoder)
-    assert memo.encoded == 2
+    out = memo.features(frames, encoder)
+    assert memo.encoded == 2 and not torch.equal(out[0], out[1])
 
 
 def _extractor(frozen: bool):

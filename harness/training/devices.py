@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from accelerate.utils import send_to_device
 
-from harness.protocol import TrainingProtocol
+from harness.protocol import TrainingProtocol, channels_last_on_cpu
 
 CUDA_SYNC_EVERY = 25  # steps between reading the loss back to the host on CUDA (each read is a sync)
 DECODING_MODALITIES = ("image", "audio")  # inputs that take CPU work to decode and transform
@@ -111,10 +111,8 @@ def device_settings(device: str, protocol: TrainingProtocol, modality: str | Non
     training on a loaded 2-core machine, the same scores)."""
     precision = resolve_precision(protocol, device)
     if device != "cuda":
-        # channels-last convolutions on CPU too: efficientnet-lite0 at 128 px, measured here, 1.5x faster
-        # training steps and 1.75x faster inference (oneDNN's NHWC kernels); planning records it in the config
         return DeviceSettings(precision, tf32=False, fused_adamw=False, pin_memory=False, loader_workers=0,
-                              channels_last=modality == "image" and not pooled_features, sync_every=1,
+                              channels_last=channels_last_on_cpu(modality, pooled_features), sync_every=1,
                               threads=1 if pooled_features else None)
     workers = LOADER_WORKERS if modality in DECODING_MODALITIES and not pooled_features else 0
     # TF32 for what runs outside autocast; a run that asks for fp32 gets true fp32
